@@ -1,0 +1,154 @@
+/* libnbdc: the thread-local error (nbd_get_error, nbd_get_errno) and debug
+ * messages.  Every failing public call leaves "function: what" here.
+ */
+
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct last_error {
+  const char *context;          /* the public function being run */
+  int errnum;
+  char *msg;
+};
+
+static pthread_key_t error_key;
+static pthread_once_t error_key_once = PTHREAD_ONCE_INIT;
+
+static void
+free_last_error (void *p)
+{
+  struct last_error *e = p;
+
+  if (e) {
+    free (e->msg);
+    free (e);
+  }
+}
+
+static void
+make_error_key (void)
+{
+  pthread_key_create (&error_key, free_last_error);
+}
+
+static struct last_error *
+get_last_error (void)
+{
+  struct last_error *e;
+
+  pthread_once (&error_key_once, make_error_key);
+  e = pthread_getspecific (error_key);
+  if (e == NULL) {
+    e = calloc (1, sizeof *e);
+    if (e == NULL)
+      return NULL;
+    if (pthread_setspecific (error_key, e) != 0) {
+      free (e);
+      return NULL;
+    }
+  }
+  return e;
+}
+
+void
+set_error_context (const char *context)
+{
+  struct last_error *e = get_last_error ();
+
+  if (e)
+    e->context = context;
+}
+
+void
+set_error (int errnum, const char *fs, ...)
+{
+  struct last_error *e = get_last_error ();
+  char *what = NULL, *msg = NULL;
+  va_list args;
+
+  if (e == NULL)
+    return;
+  va_start (args, fs);
+  if (vasprintf (&what, fs, args) == -1)
+    what = NULL;
+  va_end (args);
+  if (what == NULL ||
+      asprintf (&msg, "%s: %s", e->context ? e->context : "libnbdc",
+                what) == -1)
+    msg = NULL;
+  free (what);
+  free (e->msg);
+  e->msg = msg;
+  e->errnum = errnum;
+}
+
+const char *
+nbd_get_error (void)
+{
+  struct last_error *e = get_last_error ();
+
+  return e ? e->msg : NULL;
+}
+
+int
+nbd_get_errno (void)
+{
+  struct last_error *e = get_last_error ();
+
+  return e ? e->errnum : 0;
+}
+
+/* Debug messages go to the debug callback, or to stderr; only when debug is
+ * on.  The library writes nothing to stderr otherwise.
+ */
+void
+debug (struct nbd_handle *h, const char *fs, ...)
+{
+  struct last_error *e;
+  const char *context;
+  char *msg;
+  va_list args;
+  int saved_errno = errno;
+
+  if (!h->debug)
+    return;
+  e = get_last_error ();
+  context = e && e->context ? e->context : "libnbdc";
+  va_start (args, fs);
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
+  va_end (args);
+  if (msg) {
+    if (h->debug_callback.callback)
+      h->debug_callback.callback (h->debug_callback.user_data, context, msg);
+    else
+      fprintf (stderr, "libnbdc: debug: %s: %s: %s\n", h->hname, context,
+               msg);
+    free (msg);
+  }
+  errno = saved_errno;
+}
+
+/* Map an error number from the wire (NBD spec "Error values") to errno.
+ * Values the spec does not define become EINVAL, as libnbd does.
+ */
+int
+nbd_errno_to_errno (uint32_t error)
+{
+  switch (error) {
+  case NBD_EPERM: return EPERM;
+  case NBD_EIO: return EIO;
+  case NBD_ENOMEM: return ENOMEM;
+  case NBD_EINVAL: return EINVAL;
+  case NBD_ENOSPC: return ENOSPC;
+  case NBD_EOVERFLOW: return EOVERFLOW;
+  case NBD_ENOTSUP: return ENOTSUP;
+  case NBD_ESHUTDOWN: return ESHUTDOWN;
+  default: return EINVAL;
+  }
+}

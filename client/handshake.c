@@ -1,0 +1,586 @@
+/* libnbdc: the handshake (NBD spec "Handshake phase").  Oldstyle, newstyle
+ * and fixed newstyle servers; options STRUCTURED_REPLY, SET_META_CONTEXT,
+ * GO (with INFO requests) and the EXPORT_NAME fallback.  Each phase runs
+ * when its whole input is buffered; nothing here blocks.
+ */
+
+#include "internal.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VIOLATION "server violated the protocol in the handshake: "
+
+static uint16_t
+get16 (const char *p)
+{
+  uint16_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
+static uint32_t
+get32 (const char *p)
+{
+  uint32_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static uint64_t
+get64 (const char *p)
+{
+  uint64_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be64toh (v);
+}
+
+static int
+queue32 (struct nbd_handle *h, uint32_t v)
+{
+  v = htobe32 (v);
+  return output_queue (h, &v, sizeof v);
+}
+
+static int
+queue16 (struct nbd_handle *h, uint16_t v)
+{
+  v = htobe16 (v);
+  return output_queue (h, &v, sizeof v);
+}
+
+/* Queue an option header; its data follows with queue*. */
+static int
+queue_option (struct nbd_handle *h, uint32_t option, uint32_t len)
+{
+  struct nbd_new_option opt = {
+    .version = htobe64 (NBD_NEW_VERSION),
+    .option = htobe32 (option),
+    .optlen = htobe32 (len),
+  };
+
+  h->opt_current = option;
+  return output_queue (h, &opt, sizeof opt);
+}
+
+static const char *
+option_name (uint32_t option)
+{
+  switch (option) {
+  case NBD_OPT_EXPORT_NAME: return "NBD_OPT_EXPORT_NAME";
+  case NBD_OPT_GO: return "NBD_OPT_GO";
+  case NBD_OPT_STRUCTURED_REPLY: return "NBD_OPT_STRUCTURED_REPLY";
+  case NBD_OPT_SET_META_CONTEXT: return "NBD_OPT_SET_META_CONTEXT";
+  default: return "option";
+  }
+}
+
+static const char *
+reply_error_name (uint32_t reply)
+{
+  switch (reply) {
+  case NBD_REP_ERR_UNSUP: return "unsupported";
+  case NBD_REP_ERR_POLICY: return "forbidden by policy";
+  case NBD_REP_ERR_INVALID: return "invalid";
+  case NBD_REP_ERR_PLATFORM: return "not supported on this platform";
+  case NBD_REP_ERR_TLS_REQD: return "TLS required";
+  case NBD_REP_ERR_UNKNOWN: return "unknown export";
+  case NBD_REP_ERR_SHUTDOWN: return "server shutting down";
+  case NBD_REP_ERR_BLOCK_SIZE_REQD: return "block size negotiation required";
+  case NBD_REP_ERR_TOO_BIG: return "request too big";
+  default: return "unknown error";
+  }
+}
+
+/* Copy a string from the server, refusing what the spec forbids. */
+static char *
+server_string (struct nbd_handle *h, const char *p, size_t len,
+               const char *what)
+{
+  char *s;
+
+  if (len > NBD_MAX_STRING) {
+    set_dead (h, EPROTO, VIOLATION "%s of %zu bytes (the limit is %d)",
+              what, len, NBD_MAX_STRING);
+    return NULL;
+  }
+  if (memchr (p, '\0', len)) {
+    set_dead (h, EPROTO, VIOLATION "%s contains a NUL byte", what);
+    return NULL;
+  }
+  s = strndup (p, len);
+  if (s == NULL)
+    set_dead (h, ENOMEM, "strndup: %s", strerror (ENOMEM));
+  return s;
+}
+
+/* Transmission begins. */
+static int
+finish_handshake (struct nbd_handle *h, uint64_t size, uint16_t eflags)
+{
+  if (size > INT64_MAX) {
+    set_dead (h, EPROTO, VIOLATION "export size %" PRIu64 " is too large",
+              size);
+    return -1;
+  }
+  if (!(eflags & NBD_FLAG_HAS_FLAGS)) {
+    debug (h, "server did not set NBD_FLAG_HAS_FLAGS: ignoring its flags");
+    eflags = 0;
+  }
+  h->exportsize = size;
+  h->eflags = eflags;
+  h->negotiated = true;
+  h->state = STATE_READY;
+  free (h->obuf);
+  h->obuf = NULL;
+  h->olen = h->ooff = 0;
+  debug (h, "connected: %s, size %" PRIu64 ", flags 0x%x%s", h->protocol,
+         size, eflags, h->sr_negotiated ? ", structured replies" : "");
+  return 0;
+}
+
+static int
+send_export_name (struct nbd_handle *h)
+{
+  size_t len = strlen (h->export_name);
+
+  h->phase = PHASE_EXPORT_NAME;
+  if (queue_option (h, NBD_OPT_EXPORT_NAME, len) == -1 ||
+      output_queue (h, h->export_name, len) == -1)
+    return -1;
+  return 0;
+}
+
+/* NBD_OPT_GO with INFO requests: block sizes always, the canonical name
+ * and description when full info was asked for (as libnbd does).
+ */
+static int
+send_go (struct nbd_handle *h)
+{
+  uint16_t infos[3];
+  size_t n = 0, len = strlen (h->export_name);
+
+  infos[n++] = NBD_INFO_BLOCK_SIZE;
+  if (h->full_info) {
+    infos[n++] = NBD_INFO_NAME;
+    infos[n++] = NBD_INFO_DESCRIPTION;
+  }
+  h->phase = PHASE_OPT_GO;
+  h->have_info_export = false;
+  if (queue_option (h, NBD_OPT_GO, 4 + len + 2 + 2 * n) == -1 ||
+      queue32 (h, len) == -1 ||
+      output_queue (h, h->export_name, len) == -1 ||
+      queue16 (h, n) == -1)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    if (queue16 (h, infos[i]) == -1)
+      return -1;
+  return 0;
+}
+
+/* After structured replies: ask for meta contexts (they need structured
+ * replies), then go.
+ */
+static int
+after_structured_reply (struct nbd_handle *h)
+{
+  size_t len, nlen = strlen (h->export_name);
+
+  if (!h->sr_negotiated || h->nr_request_meta == 0)
+    return send_go (h);
+  len = 4 + nlen + 4;
+  for (size_t i = 0; i < h->nr_request_meta; i++)
+    len += 4 + strlen (h->request_meta[i]);
+  h->phase = PHASE_OPT_SET_META_CONTEXT;
+  if (queue_option (h, NBD_OPT_SET_META_CONTEXT, len) == -1 ||
+      queue32 (h, nlen) == -1 ||
+      output_queue (h, h->export_name, nlen) == -1 ||
+      queue32 (h, h->nr_request_meta) == -1)
+    return -1;
+  for (size_t i = 0; i < h->nr_request_meta; i++) {
+    size_t qlen = strlen (h->request_meta[i]);
+
+    if (queue32 (h, qlen) == -1 ||
+        output_queue (h, h->request_meta[i], qlen) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+static int
+start_options (struct nbd_handle *h)
+{
+  if (h->request_sr) {
+    h->phase = PHASE_OPT_STRUCTURED_REPLY;
+    return queue_option (h, NBD_OPT_STRUCTURED_REPLY, 0);
+  }
+  return after_structured_reply (h);
+}
+
+/* The greeting's 16 bytes: NBDMAGIC, then IHAVEOPT or the oldstyle magic. */
+static int
+greeting (struct nbd_handle *h, const char *p)
+{
+  uint64_t magic = get64 (p), version = get64 (p + 8);
+
+  if (magic != NBD_INIT_PASSWD) {
+    set_dead (h, EPROTO, "server did not send the NBD greeting: bad magic "
+              "0x%016" PRIx64 " (is it an NBD server?)", magic);
+    return -1;
+  }
+  if (version == NBD_NEW_VERSION)
+    h->phase = PHASE_GFLAGS;
+  else if (version == NBD_OLD_VERSION)
+    h->phase = PHASE_OLDSTYLE;
+  else {
+    set_dead (h, EPROTO, VIOLATION "unknown handshake version 0x%016"
+              PRIx64, version);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+oldstyle (struct nbd_handle *h, const char *p)
+{
+  h->protocol = "oldstyle";
+  if (get16 (p + 8) != 0)
+    debug (h, "oldstyle server set upper flag bits: ignored");
+  return finish_handshake (h, get64 (p), get16 (p + 10));
+}
+
+static int
+gflags (struct nbd_handle *h, const char *p)
+{
+  uint32_t cflags;
+  bool fixed;
+
+  h->gflags = get16 (p);
+  cflags = h->gflags & h->handshake_flags &
+    (NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
+  fixed = cflags & NBD_FLAG_C_FIXED_NEWSTYLE;
+  h->no_zeroes = cflags & NBD_FLAG_C_NO_ZEROES;
+  h->protocol = fixed ? "newstyle-fixed" : "newstyle";
+  if (queue32 (h, cflags) == -1)
+    return -1;
+  /* Without fixed newstyle the only safe option is EXPORT_NAME. */
+  return fixed ? start_options (h) : send_export_name (h);
+}
+
+static int
+export_name_reply (struct nbd_handle *h, const char *p)
+{
+  return finish_handshake (h, get64 (p), get16 (p + 8));
+}
+
+/* Replies to NBD_OPT_STRUCTURED_REPLY: ACK, or an error (simple replies). */
+static int
+reply_structured_reply (struct nbd_handle *h, uint32_t type,
+                        const char *data, uint32_t len)
+{
+  if (type == NBD_REP_ACK)
+    h->sr_negotiated = true;
+  else if (NBD_REP_IS_ERR (type))
+    debug (h, "server refused structured replies: %s",
+           reply_error_name (type));
+  else {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " to NBD_OPT_STRUCTURED_REPLY", type);
+    return -1;
+  }
+  return after_structured_reply (h);
+}
+
+static bool
+was_requested (struct nbd_handle *h, const char *name)
+{
+  for (size_t i = 0; i < h->nr_request_meta; i++)
+    if (strcmp (h->request_meta[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* Replies to NBD_OPT_SET_META_CONTEXT: a context id per context the server
+ * selected, then ACK.
+ */
+static int
+reply_set_meta_context (struct nbd_handle *h, uint32_t type,
+                        const char *data, uint32_t len)
+{
+  struct meta_context *meta;
+  char *name;
+
+  if (type == NBD_REP_ACK)
+    return send_go (h);
+  if (NBD_REP_IS_ERR (type)) {
+    debug (h, "server refused meta contexts: %s", reply_error_name (type));
+    free_negotiated (h);
+    return send_go (h);
+  }
+  if (type != NBD_REP_META_CONTEXT || len < 4) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " of %" PRIu32 " bytes to NBD_OPT_SET_META_CONTEXT", type,
+              len);
+    return -1;
+  }
+  name = server_string (h, data + 4, len - 4, "meta context name");
+  if (name == NULL)
+    return -1;
+  if (!was_requested (h, name)) {
+    set_dead (h, EPROTO, VIOLATION "server selected meta context \"%s\" "
+              "that was not requested", name);
+    free (name);
+    return -1;
+  }
+  if (h->nr_meta >= MAX_META_CONTEXTS ||
+      (meta = realloc (h->meta, (h->nr_meta + 1) * sizeof *meta)) == NULL) {
+    set_dead (h, EPROTO, VIOLATION "too many meta contexts");
+    free (name);
+    return -1;
+  }
+  h->meta = meta;
+  meta[h->nr_meta].name = name;
+  meta[h->nr_meta].id = get32 (data);
+  h->nr_meta++;
+  return 0;
+}
+
+static bool
+is_power_of_2 (uint32_t v)
+{
+  return v && !(v & (v - 1));
+}
+
+/* NBD_INFO_BLOCK_SIZE: minimum a power of 2 up to 64 KiB, preferred a
+ * power of 2 at least the minimum, maximum a multiple of the minimum (or
+ * 0xffffffff) and at least the preferred size, as the spec requires.
+ */
+static int
+info_block_size (struct nbd_handle *h, const char *p)
+{
+  uint32_t min = get32 (p), pref = get32 (p + 4), max = get32 (p + 8);
+
+  if (!is_power_of_2 (min) || min > 64 * 1024 || !is_power_of_2 (pref) ||
+      pref < min || (max != UINT32_MAX && (max % min || max < min))) {
+    set_dead (h, EPROTO, VIOLATION "invalid block sizes: minimum %" PRIu32
+              ", preferred %" PRIu32 ", maximum %" PRIu32, min, pref, max);
+    return -1;
+  }
+  h->block_minimum = min;
+  h->block_preferred = pref;
+  h->block_maximum = max;
+  return 0;
+}
+
+static int
+reply_info (struct nbd_handle *h, const char *data, uint32_t len)
+{
+  uint16_t info;
+  char **field;
+
+  if (len < 2) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_INFO of %" PRIu32 " bytes", len);
+    return -1;
+  }
+  info = get16 (data);
+  switch (info) {
+  case NBD_INFO_EXPORT:
+    if (len != 12)
+      break;
+    h->have_info_export = true;
+    h->exportsize = get64 (data + 2);
+    h->eflags = get16 (data + 10);
+    return 0;
+  case NBD_INFO_BLOCK_SIZE:
+    if (len != 14)
+      break;
+    return info_block_size (h, data + 2);
+  case NBD_INFO_NAME:
+  case NBD_INFO_DESCRIPTION:
+    field = info == NBD_INFO_NAME ? &h->canonical_name : &h->description;
+    free (*field);
+    *field = server_string (h, data + 2, len - 2, info == NBD_INFO_NAME
+                            ? "export name" : "export description");
+    return *field ? 0 : -1;
+  default:
+    debug (h, "ignoring unknown NBD_INFO type %" PRIu16, info);
+    return 0;
+  }
+  set_dead (h, EPROTO, VIOLATION "NBD_INFO type %" PRIu16 " of %" PRIu32
+            " bytes", info, len);
+  return -1;
+}
+
+/* Replies to NBD_OPT_GO: INFO replies, then ACK and transmission. */
+static int
+reply_go (struct nbd_handle *h, uint32_t type, const char *data,
+          uint32_t len)
+{
+  if (type == NBD_REP_INFO)
+    return reply_info (h, data, len);
+  if (type == NBD_REP_ACK) {
+    if (!h->have_info_export) {
+      set_dead (h, EPROTO, VIOLATION "NBD_OPT_GO succeeded without "
+                "NBD_INFO_EXPORT");
+      return -1;
+    }
+    return finish_handshake (h, h->exportsize, h->eflags);
+  }
+  if (type == NBD_REP_ERR_UNSUP) {
+    debug (h, "server does not support NBD_OPT_GO: using EXPORT_NAME");
+    free_negotiated (h);
+    return send_export_name (h);
+  }
+  if (NBD_REP_IS_ERR (type)) {
+    char msg[NBD_MAX_STRING + 1];
+    size_t n = len < NBD_MAX_STRING ? len : NBD_MAX_STRING;
+
+    for (size_t i = 0; i < n; i++)
+      msg[i] = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '?';
+    msg[n] = '\0';
+    set_dead (h, type == NBD_REP_ERR_UNKNOWN ? ENOENT
+              : type == NBD_REP_ERR_POLICY ? EPERM
+              : type == NBD_REP_ERR_TLS_REQD ? ENOTSUP : EINVAL,
+              "server refused export \"%s\": %s%s%s", h->export_name,
+              reply_error_name (type), n ? ": " : "", msg);
+    return -1;
+  }
+  set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+            " to NBD_OPT_GO", type);
+  return -1;
+}
+
+/* Buffer one whole option reply.  Returns IO_DONE with *type, *data, *len
+ * set (the caller consumes 20 + len bytes), or another IO_ result.
+ */
+static int
+read_option_reply (struct nbd_handle *h, uint32_t *type, const char **data,
+                   uint32_t *len)
+{
+  const char *p;
+  int r = input_fill (h, sizeof (struct nbd_fixed_new_option_reply));
+
+  if (r != IO_DONE)
+    return r;
+  p = input_peek (h);
+  if (get64 (p) != NBD_OPT_REPLY_MAGIC) {
+    set_dead (h, EPROTO, VIOLATION "bad option reply magic 0x%016" PRIx64,
+              get64 (p));
+    return IO_ERROR;
+  }
+  if (get32 (p + 8) != h->opt_current) {
+    set_dead (h, EPROTO, VIOLATION "reply to option %" PRIu32 " while "
+              "waiting for %s", get32 (p + 8), option_name (h->opt_current));
+    return IO_ERROR;
+  }
+  *type = get32 (p + 12);
+  *len = get32 (p + 16);
+  if (*len > MAX_OPTION_REPLY) {
+    set_dead (h, EPROTO, VIOLATION "option reply of %" PRIu32 " bytes to %s "
+              "(the limit is %d)", *len, option_name (h->opt_current),
+              MAX_OPTION_REPLY);
+    return IO_ERROR;
+  }
+  r = input_fill (h, sizeof (struct nbd_fixed_new_option_reply) + *len);
+  if (r != IO_DONE)
+    return r;
+  *data = input_peek (h) + sizeof (struct nbd_fixed_new_option_reply);
+  return IO_DONE;
+}
+
+/* How many bytes the current phase needs before it can run. */
+static size_t
+phase_needs (const struct nbd_handle *h)
+{
+  switch (h->phase) {
+  case PHASE_GREETING: return 16;
+  case PHASE_OLDSTYLE: return sizeof (struct nbd_old_handshake);
+  case PHASE_GFLAGS: return 2;
+  case PHASE_EXPORT_NAME:
+    return sizeof (struct nbd_export_name_reply) - (h->no_zeroes ? 124 : 0);
+  default: return 0;            /* option replies size themselves */
+  }
+}
+
+static int
+run_phase (struct nbd_handle *h)
+{
+  size_t need = phase_needs (h);
+  int r;
+
+  if (need) {
+    const char *p;
+
+    r = input_fill (h, need);
+    if (r != IO_DONE)
+      return r;
+    p = input_peek (h);
+    switch (h->phase) {
+    case PHASE_GREETING: r = greeting (h, p); break;
+    case PHASE_OLDSTYLE: r = oldstyle (h, p); break;
+    case PHASE_GFLAGS: r = gflags (h, p); break;
+    default: r = export_name_reply (h, p); break;
+    }
+    if (h->state != STATE_DEAD)
+      input_consume (h, need);
+  }
+  else {
+    uint32_t type, len;
+    const char *data;
+
+    r = read_option_reply (h, &type, &data, &len);
+    if (r != IO_DONE)
+      return r;
+    switch (h->phase) {
+    case PHASE_OPT_STRUCTURED_REPLY:
+      r = reply_structured_reply (h, type, data, len);
+      break;
+    case PHASE_OPT_SET_META_CONTEXT:
+      r = reply_set_meta_context (h, type, data, len);
+      break;
+    default:
+      r = reply_go (h, type, data, len);
+      break;
+    }
+    if (h->state != STATE_DEAD)
+      input_consume (h, sizeof (struct nbd_fixed_new_option_reply) + len);
+  }
+  if (r == -1 && h->state != STATE_DEAD)
+    set_dead (h, ENOMEM, "out of memory in the handshake");
+  return r == -1 ? IO_ERROR : IO_DONE;
+}
+
+/* Advance the handshake.  Returns IO_AGAIN when it waits for the socket,
+ * IO_DONE when transmission began, -1 when the handle died.
+ */
+int
+handshake_step (struct nbd_handle *h)
+{
+  while (h->state == STATE_HANDSHAKE) {
+    int r = output_flush (h);
+
+    if (r == IO_DONE)
+      r = run_phase (h);
+    switch (r) {
+    case IO_DONE:
+      continue;
+    case IO_AGAIN:
+      return IO_AGAIN;
+    case IO_EOF:
+      set_dead (h, ECONNRESET, "server closed the connection during the "
+                "handshake%s", h->phase == PHASE_EXPORT_NAME
+                ? " (it may not have the export requested)" : "");
+      return -1;
+    default:
+      if (h->state != STATE_DEAD)
+        set_dead (h, errno, "handshake: %s", strerror (errno));
+      return -1;
+    }
+  }
+  return h->state == STATE_READY ? IO_DONE : -1;
+}

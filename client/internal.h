@@ -1,0 +1,311 @@
+/* libnbdc: the one private header.
+ *
+ * Architecture (see ../../shared/DESIGN.md):
+ * - Public entry points (nbd_* in the .c files) check arguments, set the
+ *   thread-local error context, take h->lock and call an unlocked core.
+ * - The connection is an explicit state machine (enum state); in the
+ *   handshake a phase (enum phase) says what the next complete input means.
+ *   Nothing blocks: every step advances as far as it can and reports whether
+ *   it needs the socket readable or writable.  I/O resumes from cursors.
+ * - Bytes move through a transport table (plain socket now, TLS later).
+ * - Commands: cookie-indexed hash for O(1) lookup, lists for the send queue,
+ *   the commands in flight and the completed-but-not-retired ones.
+ */
+
+#ifndef NBDC_INTERNAL_H
+#define NBDC_INTERNAL_H
+
+#include <config.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* Everything the public header declares is exported; everything else in the
+ * library is hidden (-fvisibility=hidden plus the version script).
+ */
+#pragma GCC visibility push(default)
+#include "libnbd.h"
+#pragma GCC visibility pop
+
+#include "protocol.h"
+
+/* libnbd refuses reads larger than this (ERANGE); so do we. */
+#define MAX_REQUEST_SIZE (64 * 1024 * 1024)
+
+/* Input buffer: handshake replies and reply headers are read through it;
+ * read data beyond what one recv brought in goes straight to the caller.
+ */
+#define INBUF_SIZE (64 * 1024)
+
+/* Largest option reply payload accepted in the handshake: two strings of
+ * NBD_MAX_STRING plus their framing.
+ */
+#define MAX_OPTION_REPLY (2 * NBD_MAX_STRING + 64)
+
+/* Largest payload of an error chunk: error, length, message, offset. */
+#define MAX_ERROR_CHUNK (6 + NBD_MAX_STRING + 8)
+
+/* A command tracks at most this many disjoint ranges of its reply; a server
+ * that fragments a read more than this fails the read.
+ */
+#define MAX_RANGES 4096
+
+#define MAX_META_CONTEXTS 256
+
+enum state {
+  STATE_CREATED,
+  STATE_CONNECTING,             /* non-blocking connect(2) in progress */
+  STATE_HANDSHAKE,              /* option negotiation, see enum phase */
+  STATE_READY,                  /* transmission; "processing" if busy */
+  STATE_DEAD,
+  STATE_CLOSED,                 /* clean disconnect finished */
+};
+
+enum phase {
+  PHASE_GREETING,               /* NBDMAGIC + version magic */
+  PHASE_OLDSTYLE,               /* the rest of an oldstyle greeting */
+  PHASE_GFLAGS,                 /* newstyle handshake flags */
+  PHASE_OPT_STRUCTURED_REPLY,   /* replies to the options sent ... */
+  PHASE_OPT_SET_META_CONTEXT,
+  PHASE_OPT_GO,
+  PHASE_EXPORT_NAME,            /* reply to NBD_OPT_EXPORT_NAME */
+};
+
+enum reply_phase {
+  RP_HEADER,                    /* reading a reply or chunk header */
+  RP_DATA,                      /* reading read data into the buffer */
+  RP_PAYLOAD,                   /* buffering a small chunk payload */
+  RP_DISCARD,                   /* skipping a payload we refused */
+};
+
+/* The transport: how bytes reach the server (plain socket or TLS). */
+struct transport {
+  const char *name;
+  /* Like recv(2)/sendmsg(2): > 0 bytes, 0 EOF, -1 with errno (EAGAIN ...). */
+  ssize_t (*recv) (struct nbd_handle *h, void *buf, size_t len);
+  ssize_t (*sendv) (struct nbd_handle *h, const struct iovec *iov, int n);
+  /* True if bytes are already decrypted and waiting (TLS). */
+  bool (*pending) (struct nbd_handle *h);
+  int (*shut_writes) (struct nbd_handle *h);
+  void (*close) (struct nbd_handle *h);
+};
+
+extern const struct transport plain_transport;
+
+struct range {
+  uint64_t start, end;          /* [start, end) */
+};
+
+enum cmd_state { CMD_QUEUED, CMD_IN_FLIGHT, CMD_DONE };
+
+struct command {
+  struct command *prev, *next;  /* in one of h->queue, inflight, done */
+  struct command *hash_next;    /* chain in h->hash */
+  enum cmd_state state;
+  uint64_t cookie;
+  uint16_t type, flags;
+  uint64_t offset;
+  uint32_t count;
+  void *data;                   /* read buffer or write payload */
+  struct nbd_request request;   /* the request, already in wire order */
+  nbd_chunk_callback chunk;
+  nbd_completion_callback completion;
+  int error;                    /* first error seen, 0 = success */
+  char *error_msg;              /* why, when the library decided */
+  bool had_chunk;               /* any structured chunk seen */
+  unsigned data_chunks;         /* OFFSET_DATA chunks seen (DF rule) */
+  uint64_t covered;             /* bytes covered by data + hole chunks */
+  struct range first_range;     /* ranges[] when nr_ranges <= 1 */
+  struct range *ranges;
+  size_t nr_ranges, ranges_alloc;
+};
+
+struct cmd_list {
+  struct command *head, *tail;
+  size_t len;
+};
+
+struct meta_context {
+  char *name;
+  uint32_t id;
+};
+
+struct nbd_handle {
+  pthread_mutex_t lock;
+  char *hname;
+  uintptr_t private_data;
+
+  /* Settings. */
+  bool debug;
+  nbd_debug_callback debug_callback;
+  char *export_name;
+  bool request_sr;
+  bool full_info;
+  bool pread_initialize;
+  uint32_t handshake_flags;
+  uint32_t strict;
+  char **request_meta;          /* contexts to ask for */
+  size_t nr_request_meta;
+
+  /* Connection. */
+  enum state state;
+  enum phase phase;
+  int fd;
+  const struct transport *transport;
+  pid_t pid;                    /* nbd_connect_command child */
+  struct addrinfo *addrinfo, *next_addr;  /* TCP addresses to try */
+  char *uri;                    /* what nbd_get_uri reports */
+  char *dead_reason;            /* why the handle died */
+  bool disconnect_queued;       /* NBD_CMD_DISC is queued or sent */
+
+  /* Output: handshake bytes (obuf) or queued requests. */
+  char *obuf;
+  size_t olen, ooff;
+  size_t send_off;              /* bytes of the queue head already sent */
+
+  /* Input buffer: [in_start, in_end) are unparsed bytes. */
+  char *inbuf;
+  size_t in_start, in_end;
+
+  /* Handshake progress. */
+  uint32_t opt_current;         /* option whose replies we are reading */
+  bool have_info_export;        /* NBD_INFO_EXPORT arrived for OPT_GO */
+
+  /* What the handshake learned. */
+  const char *protocol;
+  uint16_t gflags;
+  bool sr_negotiated;
+  bool no_zeroes;
+  bool negotiated;              /* size and flags are known */
+  uint64_t exportsize;
+  uint16_t eflags;
+  uint32_t block_minimum, block_preferred, block_maximum;
+  char *canonical_name;
+  char *description;
+  struct meta_context *meta;
+  size_t nr_meta;
+
+  /* Commands. */
+  uint64_t next_cookie;
+  struct cmd_list queue;        /* waiting to be sent, in order */
+  struct cmd_list inflight;     /* sent, waiting for the reply */
+  struct cmd_list done;         /* finished, not retired */
+  struct command **hash;
+  size_t hash_size;             /* power of 2 */
+  size_t hash_count;
+
+  /* Reply being parsed. */
+  enum reply_phase rphase;
+  struct command *rcmd;         /* command the current reply belongs to */
+  bool rsimple;
+  uint16_t rflags, rtype;
+  uint32_t rlength;             /* structured: payload length */
+  uint32_t rneed;               /* payload: bytes to buffer first */
+  char *rstart;                 /* data: where this chunk's data begins */
+  uint64_t roffset;             /* data: absolute offset of the chunk */
+  char *rdest;                  /* data: where the next byte goes */
+  size_t rleft;                 /* data / discard: bytes still to come */
+};
+
+/* errors.c */
+extern void set_error_context (const char *context);
+extern void set_error (int errnum, const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 2, 3)));
+extern void debug (struct nbd_handle *h, const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 2, 3)));
+extern int nbd_errno_to_errno (uint32_t error);
+
+/* Entry prologue: set the error context to the function's name. */
+#define ENTER() set_error_context (__func__)
+
+/* handle.c */
+extern const char *state_name (const struct nbd_handle *h);
+extern void lock_handle (struct nbd_handle *h);
+extern void unlock_handle (struct nbd_handle *h);
+extern int check_negotiated (struct nbd_handle *h);
+extern void free_negotiated (struct nbd_handle *h);
+
+/* connect.c */
+extern int start_connect_socket (struct nbd_handle *h, int fd);
+extern int check_can_connect (struct nbd_handle *h);
+extern int connect_step (struct nbd_handle *h);
+extern char *uri_encode (const char *s, bool path);
+extern int aio_connect_unix (struct nbd_handle *h, const char *path);
+extern int aio_connect_tcp (struct nbd_handle *h, const char *host,
+                            const char *port);
+extern int aio_connect_vsock (struct nbd_handle *h, uint32_t cid,
+                              uint32_t port);
+extern int aio_connect_socket (struct nbd_handle *h, int sock);
+
+/* uri.c */
+extern int aio_connect_uri (struct nbd_handle *h, const char *uri);
+
+/* handshake.c */
+extern int handshake_step (struct nbd_handle *h);
+
+/* transport.c: results of the I/O helpers. */
+#define IO_DONE 1
+#define IO_AGAIN 0
+#define IO_ERROR (-1)
+#define IO_EOF (-2)
+
+extern int input_fill (struct nbd_handle *h, size_t need);
+extern int output_flush (struct nbd_handle *h);
+extern int output_queue (struct nbd_handle *h, const void *buf, size_t len);
+extern size_t input_available (const struct nbd_handle *h);
+extern const char *input_peek (const struct nbd_handle *h);
+extern void input_consume (struct nbd_handle *h, size_t n);
+extern int input_read_into (struct nbd_handle *h, char **dest, size_t *left);
+extern int input_discard (struct nbd_handle *h, size_t *left);
+
+/* commands.c */
+extern struct command *command_new (struct nbd_handle *h, uint16_t type,
+                                    uint16_t flags, uint64_t offset,
+                                    uint32_t count, void *data,
+                                    nbd_chunk_callback *chunk,
+                                    nbd_completion_callback *completion);
+extern int64_t command_submit (struct nbd_handle *h, struct command *cmd);
+extern struct command *command_lookup (struct nbd_handle *h, uint64_t cookie);
+extern void command_fail (struct command *cmd, int errnum,
+                          const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 3, 4)));
+extern void command_complete (struct nbd_handle *h, struct command *cmd);
+extern void command_retire (struct nbd_handle *h, struct command *cmd);
+extern void commands_abort_all (struct nbd_handle *h);
+extern void commands_free_all (struct nbd_handle *h);
+extern int commands_send (struct nbd_handle *h);
+extern void free_callbacks (nbd_chunk_callback *chunk,
+                            nbd_completion_callback *completion);
+extern int ranges_add (struct command *cmd, uint64_t start, uint64_t end);
+extern void list_append (struct cmd_list *list, struct command *cmd);
+extern void list_remove (struct cmd_list *list, struct command *cmd);
+
+/* reply.c */
+extern int reply_step (struct nbd_handle *h);
+
+/* aio.c */
+#define WANT_READ  LIBNBD_AIO_DIRECTION_READ
+#define WANT_WRITE LIBNBD_AIO_DIRECTION_WRITE
+extern int run_machine (struct nbd_handle *h);
+extern void set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 3, 4)));
+extern void set_closed (struct nbd_handle *h);
+extern unsigned direction (const struct nbd_handle *h);
+extern int poll_once (struct nbd_handle *h, int timeout);
+
+extern int sync_pread (struct nbd_handle *h, void *buf, size_t count,
+                       uint64_t offset, nbd_chunk_callback *chunk,
+                       uint32_t flags);
+extern int aio_disconnect (struct nbd_handle *h, uint32_t flags);
+extern int command_result (struct nbd_handle *h, struct command *cmd);
+
+/* sync.c */
+extern int wait_for_connected (struct nbd_handle *h);
+extern int wait_for_command (struct nbd_handle *h, int64_t cookie);
+
+#endif /* NBDC_INTERNAL_H */

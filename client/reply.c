@@ -1,0 +1,478 @@
+/* libnbdc: the reply parser.  Simple replies and structured reply chunks are
+ * read and validated here (NBD spec "Transmission phase" and
+ * ../../shared/PROTOCOL.md section 3).
+ *
+ * Two kinds of violation:
+ * - the byte stream can no longer be trusted (bad magic, unknown cookie, an
+ *   impossible length, a chunk type we cannot size): the handle dies and
+ *   every command fails;
+ * - the stream is intact but the reply breaks a rule for its command (a
+ *   chunk outside the request, overlap, a missing piece): that command fails
+ *   with EPROTO and a message naming the rule; the payload is skipped.
+ */
+
+#include "internal.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint16_t
+get16 (const char *p)
+{
+  uint16_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
+static uint32_t
+get32 (const char *p)
+{
+  uint32_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static uint64_t
+get64 (const char *p)
+{
+  uint64_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be64toh (v);
+}
+
+static const char *
+chunk_type_name (uint16_t type)
+{
+  switch (type) {
+  case NBD_REPLY_TYPE_NONE: return "NONE";
+  case NBD_REPLY_TYPE_OFFSET_DATA: return "OFFSET_DATA";
+  case NBD_REPLY_TYPE_OFFSET_HOLE: return "OFFSET_HOLE";
+  case NBD_REPLY_TYPE_BLOCK_STATUS: return "BLOCK_STATUS";
+  case NBD_REPLY_TYPE_ERROR: return "ERROR";
+  case NBD_REPLY_TYPE_ERROR_OFFSET: return "ERROR_OFFSET";
+  default: return "unknown";
+  }
+}
+
+/* Call the chunk callback; a callback returning -1 fails the command with
+ * the errno it stored (EPROTO if none), unless an error came first.
+ */
+static void
+call_chunk (struct command *cmd, const void *subbuf, size_t count,
+            uint64_t offset, unsigned status, int server_error)
+{
+  int error;
+
+  if (cmd->chunk.callback == NULL)
+    return;
+  error = status == LIBNBD_READ_ERROR ? server_error : cmd->error;
+  if (cmd->chunk.callback (cmd->chunk.user_data, subbuf, count, offset,
+                           status, &error) == -1)
+    command_fail (cmd, error ? error : EPROTO, "chunk callback failed: %s",
+                  strerror (error ? error : EPROTO));
+}
+
+static void
+next_reply (struct nbd_handle *h)
+{
+  h->rphase = RP_HEADER;
+  h->rcmd = NULL;
+}
+
+/* A chunk is fully handled: complete the command on its last chunk. */
+static void
+chunk_done (struct nbd_handle *h)
+{
+  struct command *cmd = h->rcmd;
+
+  cmd->had_chunk = true;
+  if (h->rflags & NBD_REPLY_FLAG_DONE)
+    command_complete (h, cmd);
+  next_reply (h);
+}
+
+/* Fail the command for breaking a rule, skip the rest of the payload. */
+static void
+reject_chunk (struct nbd_handle *h, size_t left)
+{
+  h->rleft = left;
+  h->rphase = RP_DISCARD;
+}
+
+#define VIOLATION "server violated the protocol: "
+
+/* Is [offset, offset + len) inside the request? */
+static bool
+inside_request (const struct command *cmd, uint64_t offset, uint64_t len)
+{
+  uint64_t end;
+
+  return offset >= cmd->offset &&
+    !__builtin_add_overflow (offset, len, &end) &&
+    end <= cmd->offset + cmd->count;
+}
+
+/* Check a data or hole chunk's range and record it. */
+static bool
+accept_range (struct command *cmd, uint16_t type, uint64_t offset,
+              uint64_t len)
+{
+  int r;
+
+  if (len == 0) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk of length 0",
+                  chunk_type_name (type));
+    return false;
+  }
+  if (!inside_request (cmd, offset, len)) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk [%" PRIu64 ", +%" PRIu64
+                  ") lies outside the request [%" PRIu64 ", +%" PRIu32 ")",
+                  chunk_type_name (type), offset, len, cmd->offset,
+                  cmd->count);
+    return false;
+  }
+  if (type == NBD_REPLY_TYPE_OFFSET_DATA &&
+      (cmd->flags & NBD_CMD_FLAG_DF) && cmd->data_chunks > 0) {
+    command_fail (cmd, EPROTO, VIOLATION "more than one OFFSET_DATA chunk "
+                  "although the read asked for DF (don't fragment)");
+    return false;
+  }
+  r = ranges_add (cmd, offset, offset + len);
+  if (r == -1) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk [%" PRIu64 ", +%" PRIu64
+                  ") overlaps an earlier chunk", chunk_type_name (type),
+                  offset, len);
+    return false;
+  }
+  if (r == -2) {
+    command_fail (cmd, EPROTO, VIOLATION "read reply fragmented into more "
+                  "than %d pieces", MAX_RANGES);
+    return false;
+  }
+  return true;
+}
+
+/* The 16 byte simple reply header is in the input buffer. */
+static int
+simple_reply (struct nbd_handle *h)
+{
+  const char *p = input_peek (h);
+  uint32_t error = get32 (p + 4);
+  uint64_t cookie = get64 (p + 8);
+  struct command *cmd = command_lookup (h, cookie);
+
+  if (cmd == NULL || cmd->state != CMD_IN_FLIGHT) {
+    set_dead (h, EPROTO, VIOLATION "simple reply for unknown cookie %"
+              PRIu64, cookie);
+    return -1;
+  }
+  input_consume (h, sizeof (struct nbd_simple_reply));
+  h->rcmd = cmd;
+  if (error) {
+    command_fail (cmd, nbd_errno_to_errno (error),
+                  "server replied with error %" PRIu32 " (%s)", error,
+                  strerror (nbd_errno_to_errno (error)));
+    command_complete (h, cmd);
+    next_reply (h);
+    return 0;
+  }
+  if (cmd->type == NBD_CMD_READ) {
+    if (h->sr_negotiated) {
+      set_dead (h, EPROTO, VIOLATION "simple reply carrying data to a read "
+                "although structured replies were negotiated");
+      return -1;
+    }
+    h->rsimple = true;
+    h->rstart = h->rdest = cmd->data;
+    h->rleft = cmd->count;
+    h->roffset = cmd->offset;
+    h->rphase = RP_DATA;
+    return 0;
+  }
+  command_complete (h, cmd);
+  next_reply (h);
+  return 0;
+}
+
+/* The 20 byte structured reply header is in the input buffer. */
+static int
+structured_reply (struct nbd_handle *h)
+{
+  const char *p = input_peek (h);
+  uint16_t flags = get16 (p + 4);
+  uint16_t type = get16 (p + 6);
+  uint64_t cookie = get64 (p + 8);
+  uint32_t length = get32 (p + 16);
+  struct command *cmd;
+
+  if (!h->sr_negotiated) {
+    set_dead (h, EPROTO, VIOLATION "structured reply chunk although "
+              "structured replies were not negotiated");
+    return -1;
+  }
+  cmd = command_lookup (h, cookie);
+  if (cmd == NULL || cmd->state != CMD_IN_FLIGHT) {
+    set_dead (h, EPROTO, VIOLATION "%s chunk for unknown cookie %" PRIu64,
+              chunk_type_name (type), cookie);
+    return -1;
+  }
+  input_consume (h, sizeof (struct nbd_structured_reply));
+  h->rcmd = cmd;
+  h->rsimple = false;
+  h->rflags = flags;
+  h->rtype = type;
+  h->rlength = length;
+
+  switch (type) {
+  case NBD_REPLY_TYPE_NONE:
+    if (length != 0) {
+      set_dead (h, EPROTO, VIOLATION "NONE chunk with a payload of %" PRIu32
+                " bytes", length);
+      return -1;
+    }
+    if (!(flags & NBD_REPLY_FLAG_DONE)) {
+      set_dead (h, EPROTO, VIOLATION "NONE chunk without the DONE flag");
+      return -1;
+    }
+    if (cmd->had_chunk)
+      command_fail (cmd, EPROTO, VIOLATION "NONE chunk after other chunks "
+                    "(NONE must be the only chunk)");
+    chunk_done (h);
+    return 0;
+
+  case NBD_REPLY_TYPE_OFFSET_DATA:
+    if (cmd->type == NBD_CMD_READ && length > 8 &&
+        length - 8 > cmd->count) {
+      set_dead (h, EPROTO, VIOLATION "OFFSET_DATA chunk of %" PRIu32
+                " bytes for a read of %" PRIu32 " bytes", length - 8,
+                cmd->count);
+      return -1;
+    }
+    /* fallthrough */
+  case NBD_REPLY_TYPE_OFFSET_HOLE:
+    if (cmd->type != NBD_CMD_READ) {
+      command_fail (cmd, EPROTO, VIOLATION "%s chunk in reply to a command "
+                    "that is not a read", chunk_type_name (type));
+      reject_chunk (h, length);
+      return 0;
+    }
+    if ((type == NBD_REPLY_TYPE_OFFSET_DATA && length < 8) ||
+        (type == NBD_REPLY_TYPE_OFFSET_HOLE && length != 12)) {
+      command_fail (cmd, EPROTO, VIOLATION "%s chunk with a payload of %"
+                    PRIu32 " bytes", chunk_type_name (type), length);
+      reject_chunk (h, length);
+      return 0;
+    }
+    h->rneed = type == NBD_REPLY_TYPE_OFFSET_DATA ? 8 : 12;
+    h->rphase = RP_PAYLOAD;
+    return 0;
+
+  case NBD_REPLY_TYPE_BLOCK_STATUS:
+    command_fail (cmd, EPROTO, VIOLATION "BLOCK_STATUS chunk in reply to a "
+                  "command that is not a block status");
+    reject_chunk (h, length);
+    return 0;
+
+  default:
+    if (!NBD_REPLY_TYPE_IS_ERR (type)) {
+      set_dead (h, EPROTO, VIOLATION "unknown chunk type %" PRIu16, type);
+      return -1;
+    }
+    if (length < sizeof (struct nbd_chunk_error) ||
+        length > MAX_ERROR_CHUNK) {
+      command_fail (cmd, EPROTO, VIOLATION "error chunk with a payload of %"
+                    PRIu32 " bytes", length);
+      reject_chunk (h, length);
+      return 0;
+    }
+    h->rneed = length;
+    h->rphase = RP_PAYLOAD;
+    return 0;
+  }
+}
+
+/* An error chunk's whole payload is in the input buffer. */
+static void
+error_chunk (struct nbd_handle *h)
+{
+  struct command *cmd = h->rcmd;
+  const char *p = input_peek (h);
+  uint32_t error = get32 (p);
+  uint16_t msglen = get16 (p + 4);
+  const char *msg = p + 6;
+  uint32_t expected = 6 + msglen;
+  uint64_t offset = 0;
+  int errnum;
+
+  if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET)
+    expected += 8;
+  if (h->rtype == NBD_REPLY_TYPE_ERROR || h->rtype ==
+      NBD_REPLY_TYPE_ERROR_OFFSET ? expected != h->rlength
+      : expected > h->rlength) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk: message length %" PRIu16
+                  " does not fit the payload of %" PRIu32 " bytes",
+                  chunk_type_name (h->rtype), msglen, h->rlength);
+    return;
+  }
+  if (error == 0) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk with error value 0",
+                  chunk_type_name (h->rtype));
+    return;
+  }
+  errnum = nbd_errno_to_errno (error);
+  if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET) {
+    offset = get64 (msg + msglen);
+    if (!inside_request (cmd, offset, 1)) {
+      command_fail (cmd, EPROTO, VIOLATION "ERROR_OFFSET chunk at offset %"
+                    PRIu64 " outside the request [%" PRIu64 ", +%" PRIu32
+                    ")", offset, cmd->offset, cmd->count);
+      return;
+    }
+    if (cmd->type == NBD_CMD_READ)
+      call_chunk (cmd, (char *) cmd->data + (offset - cmd->offset), 0,
+                  offset, LIBNBD_READ_ERROR, errnum);
+  }
+  /* Keep the server's message, made printable. */
+  char text[NBD_MAX_STRING + 1];
+  for (size_t i = 0; i < msglen; i++)
+    text[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
+  text[msglen] = '\0';
+  command_fail (cmd, errnum, "server replied with error: %s%s%s",
+                strerror (errnum), msglen ? ": " : "", text);
+}
+
+/* A small chunk payload (rneed bytes) is in the input buffer. */
+static void
+chunk_payload (struct nbd_handle *h)
+{
+  struct command *cmd = h->rcmd;
+  const char *p = input_peek (h);
+
+  switch (h->rtype) {
+  case NBD_REPLY_TYPE_OFFSET_DATA: {
+    uint64_t offset = get64 (p);
+    uint32_t len = h->rlength - 8;
+
+    input_consume (h, 8);
+    if (!accept_range (cmd, h->rtype, offset, len)) {
+      reject_chunk (h, len);
+      return;
+    }
+    cmd->data_chunks++;
+    h->roffset = offset;
+    h->rstart = h->rdest = (char *) cmd->data + (offset - cmd->offset);
+    h->rleft = len;
+    h->rphase = RP_DATA;
+    return;
+  }
+  case NBD_REPLY_TYPE_OFFSET_HOLE: {
+    uint64_t offset = get64 (p);
+    uint32_t len = get32 (p + 8);
+
+    input_consume (h, 12);
+    if (accept_range (cmd, h->rtype, offset, len)) {
+      char *dest = (char *) cmd->data + (offset - cmd->offset);
+
+      memset (dest, 0, len);
+      call_chunk (cmd, dest, len, offset, LIBNBD_READ_HOLE, 0);
+    }
+    chunk_done (h);
+    return;
+  }
+  default:
+    error_chunk (h);
+    input_consume (h, h->rlength);
+    chunk_done (h);
+    return;
+  }
+}
+
+/* Read and handle replies until the socket has no more input.  Returns
+ * IO_AGAIN, or -1 when the handle died or closed.
+ */
+int
+reply_step (struct nbd_handle *h)
+{
+  for (;;) {
+    int r = IO_DONE;
+
+    switch (h->rphase) {
+    case RP_HEADER: {
+      uint32_t magic;
+
+      r = input_fill (h, 4);
+      if (r != IO_DONE)
+        break;
+      magic = get32 (input_peek (h));
+      if (magic == NBD_SIMPLE_REPLY_MAGIC) {
+        r = input_fill (h, sizeof (struct nbd_simple_reply));
+        if (r == IO_DONE && simple_reply (h) == -1)
+          return -1;
+      }
+      else if (magic == NBD_STRUCTURED_REPLY_MAGIC) {
+        r = input_fill (h, sizeof (struct nbd_structured_reply));
+        if (r == IO_DONE && structured_reply (h) == -1)
+          return -1;
+      }
+      else {
+        set_dead (h, EPROTO, VIOLATION "bad reply magic 0x%08" PRIx32,
+                  magic);
+        return -1;
+      }
+      break;
+    }
+
+    case RP_DATA:
+      r = input_read_into (h, &h->rdest, &h->rleft);
+      if (r != IO_DONE)
+        break;
+      call_chunk (h->rcmd, h->rstart, h->rdest - h->rstart, h->roffset,
+                  LIBNBD_READ_DATA, 0);
+      if (h->rsimple) {
+        h->rcmd->covered = h->rcmd->count;
+        command_complete (h, h->rcmd);
+        next_reply (h);
+      }
+      else
+        chunk_done (h);
+      break;
+
+    case RP_PAYLOAD:
+      r = input_fill (h, h->rneed);
+      if (r == IO_DONE)
+        chunk_payload (h);
+      break;
+
+    case RP_DISCARD:
+      r = input_discard (h, &h->rleft);
+      if (r == IO_DONE)
+        chunk_done (h);
+      break;
+    }
+
+    switch (r) {
+    case IO_DONE:
+      continue;
+    case IO_AGAIN:
+      return IO_AGAIN;
+    case IO_EOF:
+      if (h->rphase == RP_HEADER && input_available (h) == 0 &&
+          h->inflight.len == 0 && h->disconnect_queued) {
+        set_closed (h);
+        return -1;
+      }
+      set_dead (h, ECONNRESET, "server closed the connection%s",
+                h->rphase == RP_HEADER && input_available (h) == 0
+                ? "" : " in the middle of a reply");
+      return -1;
+    default:
+      set_dead (h, errno, "recv: %s", strerror (errno));
+      return -1;
+    }
+  }
+}

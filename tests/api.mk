@@ -1,0 +1,1 @@
+# tests/api.mk: see tests/Makefile.am

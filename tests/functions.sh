@@ -1,0 +1,1 @@
+# Shared helpers for shell tests: sourced, never run.

@@ -1,0 +1,1 @@
+# tests/hostile.mk: see tests/Makefile.am

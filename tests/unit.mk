@@ -1,0 +1,1 @@
+# tests/unit.mk: see tests/Makefile.am
