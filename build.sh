@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# nbd-proxy: set up, build, run and test, on a fresh Debian machine as root.
+#
+#   ./build.sh run [URI]   build, then read an export with the example client
+#                          (no URI: an embedded nbdkit pattern upstream)
+#   ./build.sh test        build, run the whole suite (plain, then with
+#                          -fsanitize=address,undefined); ends with
+#                          "N passed, N failed, N skipped"
+#
+# Both install missing Debian packages, and reuse earlier builds.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$top"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+run_packages=(autoconf automake libtool pkg-config gcc make
+              libgnutls28-dev nbdkit)
+test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
+               nbd-server gnutls-bin valgrind)
+
+install_packages () {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+      missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "build.sh: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "build.sh: need root to install packages" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# build DIR [configure args...]
+build () {
+  local dir=$1; shift
+  if [ ! -x configure ] || [ configure.ac -nt configure ]; then
+    autoreconf -fi
+  fi
+  mkdir -p "$dir"
+  if [ ! -f "$dir/Makefile" ]; then
+    (cd "$dir" && ../configure --enable-werror "$@")
+  fi
+  make -C "$dir" -j"$jobs" >/dev/null
+}
+
+# Count TAP results in a build tree: prints "pass fail skip".
+count_results () {
+  local pass=0 fail=0 skip=0 f
+  while IFS= read -r f; do
+    pass=$((pass + $(grep -c '^:test-result: \(PASS\|XFAIL\)' "$f" || true)))
+    fail=$((fail + $(grep -c '^:test-result: \(FAIL\|XPASS\|ERROR\)' "$f" || true)))
+    skip=$((skip + $(grep -c '^:test-result: SKIP' "$f" || true)))
+  done < <(find "$1" -name '*.trs')
+  echo "$pass $fail $skip"
+}
+
+# check DIR LABEL: make check, report, remember the counts.
+total_pass=0 total_fail=0 total_skip=0 status=0
+check () {
+  local dir=$1 label=$2 rc=0 p f s
+  echo "=== $label: make check"
+  find "$dir" -name '*.trs' -delete
+  make -C "$dir" -j"$jobs" check || rc=$?
+  read -r p f s < <(count_results "$dir")
+  echo "=== $label: $p passed, $f failed, $s skipped"
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    f=1     # make check failed without a failing test: count it
+  fi
+  if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
+    status=1
+    find "$dir/tests" -name '*.log' ! -name test-suite.log -exec \
+      grep -l '^not ok\|^Bail out' {} + 2>/dev/null | while read -r log; do
+        echo "--- $log"; tail -n 40 "$log"; done
+  fi
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+  total_skip=$((total_skip + s))
+}
+
+cmd=${1:-}
+case "$cmd" in
+  run)
+    install_packages "${run_packages[@]}"
+    build _build
+    shift
+    exec _build/examples/nbdc-cat "$@"
+    ;;
+  test)
+    install_packages "${test_packages[@]}"
+    build _build
+    check _build "plain build"
+    build _build-sanitize \
+      CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      check _build-sanitize "address+undefined sanitizers"
+    echo "$total_pass passed, $total_fail failed, $total_skip skipped"
+    exit $status
+    ;;
+  *)
+    echo "usage: $0 run [URI] | test" >&2
+    exit 2
+    ;;
+esac
