@@ -117,7 +117,6 @@ struct command {
   nbd_completion_callback completion;
   int error;                    /* first error seen, 0 = success */
   char *error_msg;              /* why, when the library decided */
-  bool had_chunk;               /* any structured chunk seen */
   unsigned data_chunks;         /* OFFSET_DATA chunks seen (DF rule) */
   uint64_t covered;             /* bytes covered by data + hole chunks */
   struct range first_range;     /* ranges[] when nr_ranges <= 1 */

@@ -90,7 +90,6 @@ chunk_done (struct nbd_handle *h)
 {
   struct command *cmd = h->rcmd;
 
-  cmd->had_chunk = true;
   if (h->rflags & NBD_REPLY_FLAG_DONE)
     command_complete (h, cmd);
   next_reply (h);
@@ -124,11 +123,6 @@ accept_range (struct command *cmd, uint16_t type, uint64_t offset,
 {
   int r;
 
-  if (len == 0) {
-    command_fail (cmd, EPROTO, VIOLATION "%s chunk of length 0",
-                  chunk_type_name (type));
-    return false;
-  }
   if (!inside_request (cmd, offset, len)) {
     command_fail (cmd, EPROTO, VIOLATION "%s chunk [%" PRIu64 ", +%" PRIu64
                   ") lies outside the request [%" PRIu64 ", +%" PRIu32 ")",
@@ -171,6 +165,11 @@ simple_reply (struct nbd_handle *h)
               PRIu64, cookie);
     return -1;
   }
+  if (cmd->type == NBD_CMD_READ && h->sr_negotiated) {
+    set_dead (h, EPROTO, VIOLATION "simple reply to a read although "
+              "structured replies were negotiated");
+    return -1;
+  }
   input_consume (h, sizeof (struct nbd_simple_reply));
   h->rcmd = cmd;
   if (error) {
@@ -182,11 +181,6 @@ simple_reply (struct nbd_handle *h)
     return 0;
   }
   if (cmd->type == NBD_CMD_READ) {
-    if (h->sr_negotiated) {
-      set_dead (h, EPROTO, VIOLATION "simple reply carrying data to a read "
-                "although structured replies were negotiated");
-      return -1;
-    }
     h->rsimple = true;
     h->rstart = h->rdest = cmd->data;
     h->rleft = cmd->count;
@@ -228,67 +222,55 @@ structured_reply (struct nbd_handle *h)
   h->rtype = type;
   h->rlength = length;
 
+  /* NBD spec, "Structured reply types": a chunk of an unexpected type or
+   * with inconsistent contents calls for a hard disconnect; an error chunk
+   * only errors the reply, unless its message does not fit.
+   */
   switch (type) {
   case NBD_REPLY_TYPE_NONE:
-    if (length != 0) {
-      set_dead (h, EPROTO, VIOLATION "NONE chunk with a payload of %" PRIu32
-                " bytes", length);
+    if (length != 0 || !(flags & NBD_REPLY_FLAG_DONE)) {
+      set_dead (h, EPROTO, VIOLATION "NONE chunk %s", length != 0
+                ? "with a payload" : "without the DONE flag");
       return -1;
     }
-    if (!(flags & NBD_REPLY_FLAG_DONE)) {
-      set_dead (h, EPROTO, VIOLATION "NONE chunk without the DONE flag");
-      return -1;
-    }
-    if (cmd->had_chunk)
-      command_fail (cmd, EPROTO, VIOLATION "NONE chunk after other chunks "
-                    "(NONE must be the only chunk)");
     chunk_done (h);
     return 0;
 
   case NBD_REPLY_TYPE_OFFSET_DATA:
-    if (cmd->type == NBD_CMD_READ && length > 8 &&
-        length - 8 > cmd->count) {
-      set_dead (h, EPROTO, VIOLATION "OFFSET_DATA chunk of %" PRIu32
-                " bytes for a read of %" PRIu32 " bytes", length - 8,
-                cmd->count);
-      return -1;
-    }
-    /* fallthrough */
   case NBD_REPLY_TYPE_OFFSET_HOLE:
     if (cmd->type != NBD_CMD_READ) {
-      command_fail (cmd, EPROTO, VIOLATION "%s chunk in reply to a command "
-                    "that is not a read", chunk_type_name (type));
-      reject_chunk (h, length);
-      return 0;
+      set_dead (h, EPROTO, VIOLATION "%s chunk in reply to a command that "
+                "is not a read", chunk_type_name (type));
+      return -1;
     }
-    if ((type == NBD_REPLY_TYPE_OFFSET_DATA && length < 8) ||
-        (type == NBD_REPLY_TYPE_OFFSET_HOLE && length != 12)) {
-      command_fail (cmd, EPROTO, VIOLATION "%s chunk with a payload of %"
-                    PRIu32 " bytes", chunk_type_name (type), length);
-      reject_chunk (h, length);
-      return 0;
+    if (type == NBD_REPLY_TYPE_OFFSET_DATA &&
+        (length < 9 || length - 8 > cmd->count)) {
+      set_dead (h, EPROTO, VIOLATION "OFFSET_DATA chunk with %" PRIu32
+                " bytes of data for a read of %" PRIu32 " bytes",
+                length < 8 ? 0 : length - 8, cmd->count);
+      return -1;
+    }
+    if (type == NBD_REPLY_TYPE_OFFSET_HOLE && length != 12) {
+      set_dead (h, EPROTO, VIOLATION "OFFSET_HOLE chunk with a payload of %"
+                PRIu32 " bytes (it must be 12)", length);
+      return -1;
     }
     h->rneed = type == NBD_REPLY_TYPE_OFFSET_DATA ? 8 : 12;
     h->rphase = RP_PAYLOAD;
     return 0;
 
-  case NBD_REPLY_TYPE_BLOCK_STATUS:
-    command_fail (cmd, EPROTO, VIOLATION "BLOCK_STATUS chunk in reply to a "
-                  "command that is not a block status");
-    reject_chunk (h, length);
-    return 0;
-
   default:
     if (!NBD_REPLY_TYPE_IS_ERR (type)) {
-      set_dead (h, EPROTO, VIOLATION "unknown chunk type %" PRIu16, type);
+      set_dead (h, EPROTO, VIOLATION "%s chunk type %" PRIu16 " in reply "
+                "to a read", type == NBD_REPLY_TYPE_BLOCK_STATUS
+                ? "unexpected" : "unknown", type);
       return -1;
     }
     if (length < sizeof (struct nbd_chunk_error) ||
         length > MAX_ERROR_CHUNK) {
-      command_fail (cmd, EPROTO, VIOLATION "error chunk with a payload of %"
-                    PRIu32 " bytes", length);
-      reject_chunk (h, length);
-      return 0;
+      set_dead (h, EPROTO, VIOLATION "%s chunk with a payload of %" PRIu32
+                " bytes", chunk_type_name (type), length);
+      return -1;
     }
     h->rneed = length;
     h->rphase = RP_PAYLOAD;
@@ -296,8 +278,10 @@ structured_reply (struct nbd_handle *h)
   }
 }
 
-/* An error chunk's whole payload is in the input buffer. */
-static void
+/* An error chunk's whole payload is in the input buffer.  Returns -1 if
+ * the handle died.
+ */
+static int
 error_chunk (struct nbd_handle *h)
 {
   struct command *cmd = h->rcmd;
@@ -311,18 +295,23 @@ error_chunk (struct nbd_handle *h)
 
   if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET)
     expected += 8;
-  if (h->rtype == NBD_REPLY_TYPE_ERROR || h->rtype ==
-      NBD_REPLY_TYPE_ERROR_OFFSET ? expected != h->rlength
-      : expected > h->rlength) {
-    command_fail (cmd, EPROTO, VIOLATION "%s chunk: message length %" PRIu16
-                  " does not fit the payload of %" PRIu32 " bytes",
-                  chunk_type_name (h->rtype), msglen, h->rlength);
-    return;
+  if (expected > h->rlength) {
+    set_dead (h, EPROTO, VIOLATION "%s chunk: message of %" PRIu16 " bytes "
+              "does not fit its payload of %" PRIu32 " bytes",
+              chunk_type_name (h->rtype), msglen, h->rlength);
+    return -1;
+  }
+  if (expected != h->rlength && (h->rtype == NBD_REPLY_TYPE_ERROR ||
+                                 h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET)) {
+    command_fail (cmd, EPROTO, VIOLATION "%s chunk: %" PRIu32 " bytes of "
+                  "payload after its fields", chunk_type_name (h->rtype),
+                  h->rlength - expected);
+    return 0;
   }
   if (error == 0) {
     command_fail (cmd, EPROTO, VIOLATION "%s chunk with error value 0",
                   chunk_type_name (h->rtype));
-    return;
+    return 0;
   }
   errnum = nbd_errno_to_errno (error);
   if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET) {
@@ -331,7 +320,7 @@ error_chunk (struct nbd_handle *h)
       command_fail (cmd, EPROTO, VIOLATION "ERROR_OFFSET chunk at offset %"
                     PRIu64 " outside the request [%" PRIu64 ", +%" PRIu32
                     ")", offset, cmd->offset, cmd->count);
-      return;
+      return 0;
     }
     if (cmd->type == NBD_CMD_READ)
       call_chunk (cmd, (char *) cmd->data + (offset - cmd->offset), 0,
@@ -344,10 +333,13 @@ error_chunk (struct nbd_handle *h)
   text[msglen] = '\0';
   command_fail (cmd, errnum, "server replied with error: %s%s%s",
                 strerror (errnum), msglen ? ": " : "", text);
+  return 0;
 }
 
-/* A small chunk payload (rneed bytes) is in the input buffer. */
-static void
+/* A small chunk payload (rneed bytes) is in the input buffer.  Returns -1
+ * if the handle died.
+ */
+static int
 chunk_payload (struct nbd_handle *h)
 {
   struct command *cmd = h->rcmd;
@@ -361,20 +353,24 @@ chunk_payload (struct nbd_handle *h)
     input_consume (h, 8);
     if (!accept_range (cmd, h->rtype, offset, len)) {
       reject_chunk (h, len);
-      return;
+      return 0;
     }
     cmd->data_chunks++;
     h->roffset = offset;
     h->rstart = h->rdest = (char *) cmd->data + (offset - cmd->offset);
     h->rleft = len;
     h->rphase = RP_DATA;
-    return;
+    return 0;
   }
   case NBD_REPLY_TYPE_OFFSET_HOLE: {
     uint64_t offset = get64 (p);
     uint32_t len = get32 (p + 8);
 
     input_consume (h, 12);
+    if (len == 0) {
+      set_dead (h, EPROTO, VIOLATION "OFFSET_HOLE chunk of length 0");
+      return -1;
+    }
     if (accept_range (cmd, h->rtype, offset, len)) {
       char *dest = (char *) cmd->data + (offset - cmd->offset);
 
@@ -382,13 +378,14 @@ chunk_payload (struct nbd_handle *h)
       call_chunk (cmd, dest, len, offset, LIBNBD_READ_HOLE, 0);
     }
     chunk_done (h);
-    return;
+    return 0;
   }
   default:
-    error_chunk (h);
+    if (error_chunk (h) == -1)
+      return -1;
     input_consume (h, h->rlength);
     chunk_done (h);
-    return;
+    return 0;
   }
 }
 
@@ -444,8 +441,8 @@ reply_step (struct nbd_handle *h)
 
     case RP_PAYLOAD:
       r = input_fill (h, h->rneed);
-      if (r == IO_DONE)
-        chunk_payload (h);
+      if (r == IO_DONE && chunk_payload (h) == -1)
+        return -1;
       break;
 
     case RP_DISCARD:

@@ -1,0 +1,1106 @@
+/* bad-server: a deliberately misbehaving NBD server, for tests only.
+ *
+ * Usage: bad-server [--socket PATH] [--trickle] SCENARIO
+ *        bad-server --list
+ *
+ * It serves a read-only 1 MiB export in which every 8-byte big-endian word
+ * holds its own offset.  It speaks a correct fixed-newstyle handshake (or
+ * oldstyle), then misbehaves as the SCENARIO says: either during the
+ * handshake, or in its reply to the first READ request.  Later READs are
+ * answered correctly, so a client that survives a command-level error can
+ * check that its handle still works.
+ *
+ * Without --socket it talks on stdin/stdout, which is what
+ * nbd_connect_command gives it.  With --socket it listens on a Unix socket,
+ * serves one client and exits; so it does under systemd socket activation
+ * (nbdinfo -- [ bad-server good ]).  --trickle writes everything one byte
+ * at a time, so the client sees every header split at every offset.  It
+ * exits when the client goes away (EOF or a failed write), and in any case
+ * after a minute.
+ *
+ * To add a scenario: write a read_fault function (or pick a
+ * handshake_fault), add a row to the scenarios table, and add what a
+ * client must do to the expectations of hostile-replies.c (it checks that
+ * every scenario has one).
+ */
+
+#ifdef HAVE_CONFIG_H
+#include <config.h>
+#endif
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* Wire constants, as named by the NBD protocol specification. */
+#define NBD_MAGIC                   UINT64_C (0x4e42444d41474943)
+#define NBD_OPTS_MAGIC              UINT64_C (0x49484156454f5054)
+#define NBD_OLDSTYLE_MAGIC          UINT64_C (0x00420281861253)
+#define NBD_REP_MAGIC               UINT64_C (0x0003e889045565a9)
+#define NBD_REQUEST_MAGIC           UINT32_C (0x25609513)
+#define NBD_SIMPLE_REPLY_MAGIC      UINT32_C (0x67446698)
+#define NBD_STRUCTURED_REPLY_MAGIC  UINT32_C (0x668e33ef)
+
+#define NBD_FLAG_FIXED_NEWSTYLE     (1 << 0)
+#define NBD_FLAG_NO_ZEROES          (1 << 1)
+#define NBD_FLAG_C_NO_ZEROES        (1 << 1)
+
+#define NBD_OPT_EXPORT_NAME         1
+#define NBD_OPT_ABORT               2
+#define NBD_OPT_INFO                6
+#define NBD_OPT_GO                  7
+#define NBD_OPT_STRUCTURED_REPLY    8
+#define NBD_OPT_SET_META_CONTEXT    10
+
+#define NBD_REP_ACK                 1
+#define NBD_REP_INFO                3
+#define NBD_REP_ERR_UNSUP           (UINT32_C (1) << 31 | 1)
+#define NBD_REP_ERR_INVALID         (UINT32_C (1) << 31 | 3)
+
+#define NBD_INFO_EXPORT             0
+#define NBD_INFO_NAME               1
+
+#define NBD_FLAG_HAS_FLAGS          (1 << 0)
+#define NBD_FLAG_READ_ONLY          (1 << 1)
+#define NBD_FLAG_SEND_FLUSH         (1 << 2)
+#define NBD_FLAG_SEND_DF            (1 << 7)
+
+#define NBD_CMD_READ                0
+#define NBD_CMD_WRITE               1
+#define NBD_CMD_DISC                2
+#define NBD_CMD_FLUSH               3
+#define NBD_CMD_FLAG_DF             (1 << 2)
+
+#define NBD_REPLY_FLAG_DONE         (1 << 0)
+#define NBD_REPLY_TYPE_NONE         0
+#define NBD_REPLY_TYPE_OFFSET_DATA  1
+#define NBD_REPLY_TYPE_OFFSET_HOLE  2
+#define NBD_REPLY_TYPE_BLOCK_STATUS 5
+#define NBD_REPLY_TYPE_ERROR        (1 << 15 | 1)
+#define NBD_REPLY_TYPE_ERROR_OFFSET (1 << 15 | 2)
+
+/* Error values on the wire. */
+#define NBD_EPERM                   1
+#define NBD_EIO                     5
+#define NBD_EINVAL                  22
+
+#define EXPORT_SIZE                 (1024 * 1024)
+#define MAX_OPTION_LENGTH           65536
+#define SAFETY_TIMEOUT_SECONDS      60
+
+struct request {
+  uint16_t flags;
+  uint16_t type;
+  uint64_t cookie;
+  uint64_t offset;
+  uint32_t count;
+};
+
+/* Misbehaviours during the handshake. */
+enum handshake_fault {
+  HS_NONE,
+  HS_CLOSE,                     /* close after the first option header */
+  HS_OVERSIZED_REPLY,           /* INFO reply to GO claiming 1 GiB */
+  HS_BAD_OPTION_MAGIC,          /* first option reply has a wrong magic */
+  HS_WRONG_OPTION_ECHOED,       /* first option reply echoes another option */
+  HS_INFO_NAME_TOO_LONG,        /* NBD_INFO_NAME of 5000 bytes */
+  HS_MISSING_INFO_EXPORT,       /* GO acknowledged without NBD_INFO_EXPORT */
+};
+
+/* Scenario flags. */
+#define SC_SIMPLE   (1 << 0)    /* refuse structured replies (ERR_UNSUP) */
+#define SC_OLDSTYLE (1 << 1)    /* oldstyle handshake */
+#define SC_NO_GO    (1 << 2)    /* refuse GO/INFO: client uses EXPORT_NAME */
+
+struct scenario {
+  const char *name;
+  const char *description;
+  unsigned flags;
+  enum handshake_fault handshake_fault;
+  void (*read_fault) (const struct request *req); /* first READ; or NULL */
+};
+
+static const struct scenario *scenario;
+static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
+static bool trickle;
+static bool structured_replies;
+static bool no_zeroes;
+static unsigned option_replies_sent;
+
+/* Output is assembled here, then written with flush_out. */
+static unsigned char *out_buf;
+static size_t out_len, out_cap;
+
+static void
+fail (const char *msg)
+{
+  fprintf (stderr, "bad-server: %s\n", msg);
+  exit (EXIT_FAILURE);
+}
+
+static void
+write_all (const void *buf, size_t len)
+{
+  const unsigned char *p = buf;
+
+  while (len > 0) {
+    ssize_t r = write (out_fd, p, trickle ? 1 : len);
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      exit (EXIT_SUCCESS);      /* the client went away */
+    }
+    p += r;
+    len -= r;
+  }
+}
+
+/* Read exactly len bytes; exit quietly if the client goes away. */
+static void
+read_all (void *buf, size_t len)
+{
+  unsigned char *p = buf;
+
+  while (len > 0) {
+    ssize_t r = read (in_fd, p, len);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      exit (EXIT_SUCCESS);
+    p += r;
+    len -= r;
+  }
+}
+
+/* After a misbehaviour that leaves nothing sensible to do: wait for the
+ * client to hang up.
+ */
+static void
+wait_for_eof (void)
+{
+  char buf[4096];
+
+  for (;;) {
+    ssize_t r = read (in_fd, buf, sizeof buf);
+    if (r == -1 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      exit (EXIT_SUCCESS);
+  }
+}
+
+static void
+put (const void *data, size_t len)
+{
+  if (out_len + len > out_cap) {
+    size_t cap = out_cap ? out_cap : 4096;
+    while (cap < out_len + len)
+      cap *= 2;
+    out_buf = realloc (out_buf, cap);
+    if (out_buf == NULL)
+      fail ("out of memory");
+    out_cap = cap;
+  }
+  memcpy (out_buf + out_len, data, len);
+  out_len += len;
+}
+
+static void
+put_be (uint64_t value, size_t bytes)
+{
+  unsigned char b[8];
+  size_t i;
+
+  for (i = 0; i < bytes; i++)
+    b[i] = value >> (8 * (bytes - 1 - i));
+  put (b, bytes);
+}
+
+static void
+put_be16 (uint16_t value)
+{
+  put_be (value, 2);
+}
+
+static void
+put_be32 (uint32_t value)
+{
+  put_be (value, 4);
+}
+
+static void
+put_be64 (uint64_t value)
+{
+  put_be (value, 8);
+}
+
+static void
+put_fill (int byte, size_t len)
+{
+  unsigned char b[256];
+
+  memset (b, byte, sizeof b);
+  while (len > 0) {
+    size_t n = len < sizeof b ? len : sizeof b;
+    put (b, n);
+    len -= n;
+  }
+}
+
+/* The export's content: each 8-byte big-endian word holds its offset. */
+static void
+put_pattern (uint64_t offset, uint32_t count)
+{
+  uint64_t o;
+
+  for (o = offset; o < offset + count; o++) {
+    unsigned char b = (o & ~UINT64_C (7)) >> (8 * (7 - (o & 7)));
+    put (&b, 1);
+  }
+}
+
+static void
+flush_out (void)
+{
+  write_all (out_buf, out_len);
+  out_len = 0;
+}
+
+static uint64_t
+get_be (const unsigned char *p, size_t bytes)
+{
+  uint64_t v = 0;
+  size_t i;
+
+  for (i = 0; i < bytes; i++)
+    v = v << 8 | p[i];
+  return v;
+}
+
+/* Handshake. */
+
+static uint16_t
+transmission_flags (void)
+{
+  uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY |
+    NBD_FLAG_SEND_FLUSH;
+
+  if (structured_replies)
+    flags |= NBD_FLAG_SEND_DF;
+  return flags;
+}
+
+static void
+option_reply (uint32_t option, uint32_t type, uint32_t length)
+{
+  uint64_t magic = NBD_REP_MAGIC;
+
+  if (option_replies_sent++ == 0) {
+    if (scenario->handshake_fault == HS_BAD_OPTION_MAGIC)
+      magic ^= 0x0101;
+    else if (scenario->handshake_fault == HS_WRONG_OPTION_ECHOED)
+      option += 100;
+  }
+  put_be64 (magic);
+  put_be32 (option);
+  put_be32 (type);
+  put_be32 (length);
+}
+
+/* Reply to NBD_OPT_INFO or NBD_OPT_GO; returns false if it was refused. */
+static bool
+reply_info (uint32_t option, const unsigned char *data, uint32_t length)
+{
+  uint32_t name_length, nr_requests;
+
+  if (scenario->flags & SC_NO_GO) {
+    option_reply (option, NBD_REP_ERR_UNSUP, 0);
+    flush_out ();
+    return false;
+  }
+
+  /* name length (4), name, number of requests (2), requests (2 each) */
+  if (length < 6 || (name_length = get_be (data, 4)) > length - 6)
+    goto invalid;
+  nr_requests = get_be (data + 4 + name_length, 2);
+  if (6 + name_length + 2 * nr_requests != length)
+    goto invalid;
+
+  switch (scenario->handshake_fault) {
+  case HS_OVERSIZED_REPLY:
+    option_reply (option, NBD_REP_INFO, UINT32_C (1) << 30);
+    put_be16 (NBD_INFO_NAME);
+    put_fill ('x', 4096);
+    flush_out ();
+    wait_for_eof ();
+    break;
+  case HS_INFO_NAME_TOO_LONG:
+    option_reply (option, NBD_REP_INFO, 2 + 5000);
+    put_be16 (NBD_INFO_NAME);
+    put_fill ('x', 5000);
+    break;
+  default:
+    break;
+  }
+
+  if (scenario->handshake_fault != HS_MISSING_INFO_EXPORT) {
+    option_reply (option, NBD_REP_INFO, 12);
+    put_be16 (NBD_INFO_EXPORT);
+    put_be64 (EXPORT_SIZE);
+    put_be16 (transmission_flags ());
+  }
+  option_reply (option, NBD_REP_ACK, 0);
+  flush_out ();
+  return true;
+
+ invalid:
+  option_reply (option, NBD_REP_ERR_INVALID, 0);
+  flush_out ();
+  return false;
+}
+
+static void
+handshake_oldstyle (void)
+{
+  put_be64 (NBD_MAGIC);
+  put_be64 (NBD_OLDSTYLE_MAGIC);
+  put_be64 (EXPORT_SIZE);
+  put_be32 (transmission_flags ());
+  put_fill (0, 124);
+  flush_out ();
+}
+
+static void
+handshake_newstyle (void)
+{
+  unsigned char buf[16];
+  unsigned char *data;
+  uint32_t option, length;
+
+  put_be64 (NBD_MAGIC);
+  put_be64 (NBD_OPTS_MAGIC);
+  put_be16 (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  flush_out ();
+
+  read_all (buf, 4);
+  no_zeroes = get_be (buf, 4) & NBD_FLAG_C_NO_ZEROES;
+
+  for (;;) {
+    read_all (buf, 16);
+    if (scenario->handshake_fault == HS_CLOSE)
+      exit (EXIT_SUCCESS);
+    if (get_be (buf, 8) != NBD_OPTS_MAGIC)
+      fail ("bad option magic from client");
+    option = get_be (buf + 8, 4);
+    length = get_be (buf + 12, 4);
+    if (length > MAX_OPTION_LENGTH)
+      fail ("option too long");
+    data = malloc (length + 1);
+    if (data == NULL)
+      fail ("out of memory");
+    read_all (data, length);
+
+    switch (option) {
+    case NBD_OPT_EXPORT_NAME:
+      free (data);
+      put_be64 (EXPORT_SIZE);
+      put_be16 (transmission_flags ());
+      if (!no_zeroes)
+        put_fill (0, 124);
+      flush_out ();
+      return;
+    case NBD_OPT_ABORT:
+      option_reply (option, NBD_REP_ACK, 0);
+      flush_out ();
+      exit (EXIT_SUCCESS);
+    case NBD_OPT_STRUCTURED_REPLY:
+      if (scenario->flags & SC_SIMPLE)
+        option_reply (option, NBD_REP_ERR_UNSUP, 0);
+      else {
+        option_reply (option, NBD_REP_ACK, 0);
+        structured_replies = true;
+      }
+      flush_out ();
+      break;
+    case NBD_OPT_SET_META_CONTEXT:
+      option_reply (option, NBD_REP_ACK, 0);  /* no contexts */
+      flush_out ();
+      break;
+    case NBD_OPT_INFO:
+    case NBD_OPT_GO:
+      if (reply_info (option, data, length) && option == NBD_OPT_GO) {
+        free (data);
+        return;
+      }
+      break;
+    default:
+      option_reply (option, NBD_REP_ERR_UNSUP, 0);
+      flush_out ();
+    }
+    free (data);
+  }
+}
+
+/* Reply pieces for transmission. */
+
+static void
+simple_reply (uint32_t error, uint64_t cookie)
+{
+  put_be32 (NBD_SIMPLE_REPLY_MAGIC);
+  put_be32 (error);
+  put_be64 (cookie);
+}
+
+static void
+chunk_header (uint16_t flags, uint16_t type, uint64_t cookie,
+              uint32_t length)
+{
+  put_be32 (NBD_STRUCTURED_REPLY_MAGIC);
+  put_be16 (flags);
+  put_be16 (type);
+  put_be64 (cookie);
+  put_be32 (length);
+}
+
+static void
+data_chunk (uint16_t flags, uint64_t cookie, uint64_t offset, uint32_t count)
+{
+  chunk_header (flags, NBD_REPLY_TYPE_OFFSET_DATA, cookie, 8 + count);
+  put_be64 (offset);
+  put_pattern (offset, count);
+}
+
+static void
+hole_chunk (uint16_t flags, uint64_t cookie, uint64_t offset, uint32_t count)
+{
+  chunk_header (flags, NBD_REPLY_TYPE_OFFSET_HOLE, cookie, 12);
+  put_be64 (offset);
+  put_be32 (count);
+}
+
+static void
+none_chunk (uint16_t flags, uint64_t cookie)
+{
+  chunk_header (flags, NBD_REPLY_TYPE_NONE, cookie, 0);
+}
+
+static void
+error_chunk (uint16_t flags, uint16_t type, uint64_t cookie, uint32_t error,
+             const char *msg)
+{
+  chunk_header (flags, type, cookie, 6 + strlen (msg));
+  put_be32 (error);
+  put_be16 (strlen (msg));
+  put (msg, strlen (msg));
+}
+
+/* Correct replies. */
+
+static void
+reply_error (const struct request *req, uint32_t error)
+{
+  if (structured_replies)
+    error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+                 error, "bad-server: request refused");
+  else
+    simple_reply (error, req->cookie);
+  flush_out ();
+}
+
+/* Without DF, the data goes in two chunks, the second half first, so that
+ * clients are seen to place chunks by their offset.
+ */
+static void
+reply_read (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  if (!structured_replies) {
+    simple_reply (0, req->cookie);
+    put_pattern (req->offset, req->count);
+  }
+  else if (req->count == 0)
+    none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
+  else if (req->count < 16 || (req->flags & NBD_CMD_FLAG_DF))
+    data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  else {
+    data_chunk (0, req->cookie, req->offset + half, req->count - half);
+    data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half);
+  }
+  flush_out ();
+}
+
+/* Misbehaviours on the first READ.  They assume a request of at least 32
+ * bytes at an offset of at least 8, as the tests send.
+ */
+
+static void
+close_before_reply (const struct request *req)
+{
+  exit (EXIT_SUCCESS);
+}
+
+static void
+close_mid_data (const struct request *req)
+{
+  if (structured_replies) {
+    chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                  req->cookie, 8 + req->count);
+    put_be64 (req->offset);
+  }
+  else
+    simple_reply (0, req->cookie);
+  put_pattern (req->offset, req->count / 2);
+  flush_out ();
+  exit (EXIT_SUCCESS);
+}
+
+static void
+bad_magic (const struct request *req)
+{
+  put_be32 (0xdeadbeef);
+  put_be16 (NBD_REPLY_FLAG_DONE);
+  put_be16 (NBD_REPLY_TYPE_OFFSET_DATA);
+  put_be64 (req->cookie);
+  put_be32 (8 + req->count);
+  put_be64 (req->offset);
+  put_pattern (req->offset, req->count);
+  flush_out ();
+}
+
+static void
+unknown_cookie (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie + 1000000, req->offset,
+              req->count);
+  flush_out ();
+}
+
+static void
+chunk_outside (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset - 8, req->count);
+  flush_out ();
+}
+
+static void
+chunk_past_end (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + 8, req->count);
+  flush_out ();
+}
+
+static void
+hole_outside (const struct request *req)
+{
+  hole_chunk (0, req->cookie, req->offset + req->count, 4096);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+static void
+chunk_overlap (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  data_chunk (0, req->cookie, req->offset, half + 8);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + half,
+              req->count - half);
+  flush_out ();
+}
+
+/* The lengths add up to the request, but the last 8 bytes are missing. */
+static void
+overlap_sums_to_length (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  data_chunk (0, req->cookie, req->offset, half + 8);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + half,
+              req->count - half - 8);
+  flush_out ();
+}
+
+/* A hole over the first 8 bytes of data: a lenient client returns zeros. */
+static void
+data_hole_overlap (const struct request *req)
+{
+  data_chunk (0, req->cookie, req->offset, req->count);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, 8);
+  flush_out ();
+}
+
+static void
+short_coverage (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset,
+              req->count / 2);
+  flush_out ();
+}
+
+static void
+two_data_chunks (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  data_chunk (0, req->cookie, req->offset + half, req->count - half);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half);
+  flush_out ();
+}
+
+static void
+none_not_alone (const struct request *req)
+{
+  data_chunk (0, req->cookie, req->offset, req->count);
+  none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
+  flush_out ();
+}
+
+static void
+none_without_done (const struct request *req)
+{
+  none_chunk (0, req->cookie);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+/* The message length (20) runs past the payload (6 + 10). */
+static void
+error_bad_length (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+                6 + 10);
+  put_be32 (NBD_EIO);
+  put_be16 (20);
+  put ("0123456789", 10);
+  flush_out ();
+}
+
+static void
+error_zero (const struct request *req)
+{
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie, 0,
+               "error chunk with error 0");
+  flush_out ();
+}
+
+static void
+error_eio (const struct request *req)
+{
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: hostile EIO");
+  flush_out ();
+}
+
+static void
+error_long_message (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+                6 + 5000);
+  put_be32 (NBD_EIO);
+  put_be16 (5000);
+  put_fill ('m', 5000);
+  flush_out ();
+}
+
+/* Correct: data for the whole request, then an error inside it. */
+static void
+error_offset_eio (const struct request *req)
+{
+  const char *msg = "bad-server: hostile EIO at an offset";
+
+  data_chunk (0, req->cookie, req->offset, req->count);
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR_OFFSET,
+                req->cookie, 6 + strlen (msg) + 8);
+  put_be32 (NBD_EIO);
+  put_be16 (strlen (msg));
+  put (msg, strlen (msg));
+  put_be64 (req->offset + 8);
+  flush_out ();
+}
+
+static void
+error_offset_outside (const struct request *req)
+{
+  const char *msg = "error offset outside the request";
+
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR_OFFSET,
+                req->cookie, 6 + strlen (msg) + 8);
+  put_be32 (NBD_EIO);
+  put_be16 (strlen (msg));
+  put (msg, strlen (msg));
+  put_be64 (req->offset + req->count + 4096);
+  flush_out ();
+}
+
+static void
+unknown_chunk_type (const struct request *req)
+{
+  chunk_header (0, 77, req->cookie, 8);
+  put_be64 (0);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+static void
+unknown_error_type (const struct request *req)
+{
+  error_chunk (NBD_REPLY_FLAG_DONE, 1 << 15 | 77, req->cookie, NBD_EPERM,
+               "bad-server: unknown error type 0x804d");
+  flush_out ();
+}
+
+static void
+huge_length (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
+                req->cookie, UINT32_C (0xffffffff));
+  put_be64 (req->offset);
+  put_pattern (req->offset, req->count);
+  flush_out ();
+}
+
+static void
+data_empty (const struct request *req)
+{
+  chunk_header (0, NBD_REPLY_TYPE_OFFSET_DATA, req->cookie, 8);
+  put_be64 (req->offset);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+/* A hole over the whole request, with 4 stray bytes in the payload. */
+static void
+hole_bad_length (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_HOLE,
+                req->cookie, 16);
+  put_be64 (req->offset);
+  put_be32 (req->count);
+  put_be32 (0);
+  flush_out ();
+}
+
+static void
+hole_zero (const struct request *req)
+{
+  hole_chunk (0, req->cookie, req->offset, 0);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+static void
+block_status_for_read (const struct request *req)
+{
+  chunk_header (0, NBD_REPLY_TYPE_BLOCK_STATUS, req->cookie, 12);
+  put_be32 (1);                 /* context id */
+  put_be32 (req->count);        /* extent length */
+  put_be32 (0);                 /* status flags */
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+static void
+simple_data_when_structured (const struct request *req)
+{
+  simple_reply (0, req->cookie);
+  put_pattern (req->offset, req->count);
+  flush_out ();
+}
+
+static void
+simple_error_when_structured (const struct request *req)
+{
+  simple_reply (NBD_EIO, req->cookie);
+  flush_out ();
+}
+
+static void
+structured_when_simple (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
+static const struct scenario scenarios[] = {
+  /* name, description, flags, handshake fault, first READ fault */
+  { "good",
+    "correct structured replies (two data chunks, or one with DF)",
+    0, HS_NONE, NULL },
+  { "good-simple",
+    "refuses structured replies, correct simple replies",
+    SC_SIMPLE, HS_NONE, NULL },
+  { "good-no-go",
+    "refuses GO, so the client must use EXPORT_NAME",
+    SC_NO_GO, HS_NONE, NULL },
+  { "oldstyle",
+    "a correct oldstyle server",
+    SC_OLDSTYLE, HS_NONE, NULL },
+  { "close-before-reply",
+    "closes after reading the READ request",
+    0, HS_NONE, close_before_reply },
+  { "close-mid-data",
+    "sends half the data, then closes",
+    0, HS_NONE, close_mid_data },
+  { "bad-magic",
+    "reply with a wrong magic",
+    0, HS_NONE, bad_magic },
+  { "unknown-cookie",
+    "reply to a cookie never sent",
+    0, HS_NONE, unknown_cookie },
+  { "chunk-outside",
+    "data chunk starting before the request",
+    0, HS_NONE, chunk_outside },
+  { "chunk-past-end",
+    "data chunk running past the request end",
+    0, HS_NONE, chunk_past_end },
+  { "hole-outside",
+    "hole chunk after the request end",
+    0, HS_NONE, hole_outside },
+  { "chunk-overlap",
+    "two overlapping data chunks covering the request",
+    0, HS_NONE, chunk_overlap },
+  { "overlap-sums-to-length",
+    "overlapping data chunks adding up to the request length, "
+    "leaving its last 8 bytes uncovered",
+    0, HS_NONE, overlap_sums_to_length },
+  { "data-hole-overlap",
+    "a hole chunk over part of a data chunk",
+    0, HS_NONE, data_hole_overlap },
+  { "short-coverage",
+    "chunks cover half the request, then DONE",
+    0, HS_NONE, short_coverage },
+  { "df-two-data",
+    "two data chunks although the client sent DF",
+    0, HS_NONE, two_data_chunks },
+  { "none-not-alone",
+    "a data chunk, then a NONE chunk with DONE",
+    0, HS_NONE, none_not_alone },
+  { "none-without-done",
+    "a NONE chunk without DONE, then the data",
+    0, HS_NONE, none_without_done },
+  { "error-bad-length",
+    "error message length runs past the payload",
+    0, HS_NONE, error_bad_length },
+  { "error-zero",
+    "error chunk with error value 0",
+    0, HS_NONE, error_zero },
+  { "error-eio",
+    "a well-formed EIO error chunk",
+    0, HS_NONE, error_eio },
+  { "error-long-message",
+    "error chunk with a 5000-byte message",
+    0, HS_NONE, error_long_message },
+  { "error-offset-eio",
+    "data, then a well-formed ERROR_OFFSET (EIO) inside the request",
+    0, HS_NONE, error_offset_eio },
+  { "error-offset-outside",
+    "ERROR_OFFSET with an offset outside the request",
+    0, HS_NONE, error_offset_outside },
+  { "unknown-chunk-type",
+    "a chunk of non-error type 77, then the data",
+    0, HS_NONE, unknown_chunk_type },
+  { "unknown-error-type",
+    "a well-formed error chunk of type 0x804d (EPERM)",
+    0, HS_NONE, unknown_error_type },
+  { "huge-length",
+    "data chunk with payload length 0xffffffff",
+    0, HS_NONE, huge_length },
+  { "data-empty",
+    "data chunk with no data (payload length 8)",
+    0, HS_NONE, data_empty },
+  { "hole-bad-length",
+    "hole chunk with payload length 16",
+    0, HS_NONE, hole_bad_length },
+  { "hole-zero",
+    "hole chunk of length 0, then the data",
+    0, HS_NONE, hole_zero },
+  { "block-status-for-read",
+    "a BLOCK_STATUS chunk, then the data",
+    0, HS_NONE, block_status_for_read },
+  { "simple-data-when-structured",
+    "simple reply with data although structured replies are on",
+    0, HS_NONE, simple_data_when_structured },
+  { "simple-error-when-structured",
+    "simple EIO reply with structured replies on (allowed)",
+    0, HS_NONE, simple_error_when_structured },
+  { "structured-when-simple",
+    "structured chunk although structured replies were refused",
+    SC_SIMPLE, HS_NONE, structured_when_simple },
+  { "oversized-option-reply",
+    "INFO reply to GO claiming 1 GiB",
+    0, HS_OVERSIZED_REPLY, NULL },
+  { "bad-option-magic",
+    "first option reply with a wrong magic",
+    0, HS_BAD_OPTION_MAGIC, NULL },
+  { "wrong-option-echoed",
+    "first option reply echoes another option",
+    0, HS_WRONG_OPTION_ECHOED, NULL },
+  { "info-name-too-long",
+    "NBD_INFO_NAME of 5000 bytes",
+    0, HS_INFO_NAME_TOO_LONG, NULL },
+  { "missing-info-export",
+    "GO acknowledged without NBD_INFO_EXPORT",
+    0, HS_MISSING_INFO_EXPORT, NULL },
+  { "close-in-handshake",
+    "closes after the first option request",
+    0, HS_CLOSE, NULL },
+};
+
+#define NR_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
+
+/* Transmission: answer requests until the client disconnects. */
+static void
+serve (void)
+{
+  unsigned char buf[28];
+  struct request req;
+  bool first_read = true;
+
+  for (;;) {
+    read_all (buf, sizeof buf);
+    if (get_be (buf, 4) != NBD_REQUEST_MAGIC)
+      fail ("bad request magic from client");
+    req.flags = get_be (buf + 4, 2);
+    req.type = get_be (buf + 6, 2);
+    req.cookie = get_be (buf + 8, 8);
+    req.offset = get_be (buf + 16, 8);
+    req.count = get_be (buf + 24, 4);
+
+    switch (req.type) {
+    case NBD_CMD_READ:
+      if (req.offset > EXPORT_SIZE || req.count > EXPORT_SIZE - req.offset)
+        reply_error (&req, NBD_EINVAL);
+      else if (first_read && scenario->read_fault) {
+        first_read = false;
+        scenario->read_fault (&req);
+      }
+      else {
+        first_read = false;
+        reply_read (&req);
+      }
+      break;
+    case NBD_CMD_DISC:
+      exit (EXIT_SUCCESS);
+    case NBD_CMD_FLUSH:
+      simple_reply (0, req.cookie);
+      flush_out ();
+      break;
+    case NBD_CMD_WRITE:
+      if (req.count > EXPORT_SIZE)
+        fail ("write too large");
+      else {
+        unsigned char *payload = malloc (req.count);
+        if (payload == NULL)
+          fail ("out of memory");
+        read_all (payload, req.count);
+        free (payload);
+      }
+      reply_error (&req, NBD_EPERM);
+      break;
+    default:
+      reply_error (&req, NBD_EINVAL);
+    }
+  }
+}
+
+/* Serve one client of a listening socket: ours on PATH if given, else
+ * one passed by systemd socket activation (as nbdinfo -- [ CMD ] does).
+ * Returns false if there is no listening socket.
+ */
+static bool
+accept_one (const char *path)
+{
+  struct sockaddr_un addr = { .sun_family = AF_UNIX };
+  const char *pid = getenv ("LISTEN_PID"), *fds = getenv ("LISTEN_FDS");
+  int sock, conn;
+
+  if (path == NULL) {
+    if (pid == NULL || fds == NULL || atoi (pid) != getpid () ||
+        atoi (fds) != 1)
+      return false;
+    sock = 3;
+  }
+  else {
+    if (strlen (path) >= sizeof addr.sun_path)
+      fail ("socket path too long");
+    strcpy (addr.sun_path, path);
+    sock = socket (AF_UNIX, SOCK_STREAM, 0);
+    if (sock == -1 ||
+        bind (sock, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+        listen (sock, 1) == -1) {
+      perror ("bad-server: socket");
+      exit (EXIT_FAILURE);
+    }
+  }
+  conn = accept (sock, NULL, NULL);
+  if (conn == -1) {
+    perror ("bad-server: accept");
+    exit (EXIT_FAILURE);
+  }
+  close (sock);
+  if (path)
+    unlink (path);
+  in_fd = out_fd = conn;
+  return true;
+}
+
+static void
+usage (void)
+{
+  fprintf (stderr,
+           "usage: bad-server [--socket PATH] [--trickle] SCENARIO\n"
+           "       bad-server --list\n");
+  exit (EXIT_FAILURE);
+}
+
+int
+main (int argc, char *argv[])
+{
+  const char *socket_path = NULL;
+  int i;
+  size_t j;
+
+  if (argc == 2 && strcmp (argv[1], "--list") == 0) {
+    for (j = 0; j < NR_SCENARIOS; j++)
+      printf ("%s\t%s\n", scenarios[j].name, scenarios[j].description);
+    return EXIT_SUCCESS;
+  }
+  for (i = 1; i < argc - 1; i++) {
+    if (strcmp (argv[i], "--socket") == 0 && i + 1 < argc - 1)
+      socket_path = argv[++i];
+    else if (strcmp (argv[i], "--trickle") == 0)
+      trickle = true;
+    else
+      usage ();
+  }
+  if (argc < 2 || argv[argc - 1][0] == '-')
+    usage ();
+
+  for (j = 0; j < NR_SCENARIOS; j++)
+    if (strcmp (argv[argc - 1], scenarios[j].name) == 0)
+      scenario = &scenarios[j];
+  if (scenario == NULL) {
+    fprintf (stderr, "bad-server: unknown scenario: %s\n", argv[argc - 1]);
+    return EXIT_FAILURE;
+  }
+
+  signal (SIGPIPE, SIG_IGN);
+  alarm (SAFETY_TIMEOUT_SECONDS);
+  accept_one (socket_path);
+
+  if (scenario->flags & SC_OLDSTYLE)
+    handshake_oldstyle ();
+  else
+    handshake_newstyle ();
+  serve ();
+  return EXIT_SUCCESS;
+}
