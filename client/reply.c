@@ -295,6 +295,12 @@ error_chunk (struct nbd_handle *h)
 
   if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET)
     expected += 8;
+  if (msglen > NBD_MAX_STRING) {
+    set_dead (h, EPROTO, VIOLATION "%s chunk with a message of %" PRIu16
+              " bytes (the limit is %d)", chunk_type_name (h->rtype), msglen,
+              NBD_MAX_STRING);
+    return -1;
+  }
   if (expected > h->rlength) {
     set_dead (h, EPROTO, VIOLATION "%s chunk: message of %" PRIu16 " bytes "
               "does not fit its payload of %" PRIu32 " bytes",

@@ -711,6 +711,18 @@ error_long_message (const struct request *req)
   flush_out ();
 }
 
+/* A message just over the 4096-byte limit that still fits the payload. */
+static void
+error_message_4100 (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+                6 + 4100);
+  put_be32 (NBD_EIO);
+  put_be16 (4100);
+  put_fill ('m', 4100);
+  flush_out ();
+}
+
 /* Correct: data for the whole request, then an error inside it. */
 static void
 error_offset_eio (const struct request *req)
@@ -899,6 +911,9 @@ static const struct scenario scenarios[] = {
   { "error-long-message",
     "error chunk with a 5000-byte message",
     0, HS_NONE, error_long_message },
+  { "error-message-4100",
+    "error chunk with a 4100-byte message that fits its payload",
+    0, HS_NONE, error_message_4100 },
   { "error-offset-eio",
     "data, then a well-formed ERROR_OFFSET (EIO) inside the request",
     0, HS_NONE, error_offset_eio },

@@ -169,6 +169,8 @@ static const struct expectation expectations[] = {
     "an error chunk's error must be non-zero" },
   { "error-long-message", false, 0, FAILS, 0, ANY,
     "error messages are at most 4096 bytes" },
+  { "error-message-4100", false, 0, FAILS, 0, ANY,
+    "error messages are at most 4096 bytes, even when they fit" },
   { "error-offset-outside", false, 0, FAILS, 0, ANY,
     "an ERROR_OFFSET offset must lie inside the request" },
   { "simple-data-when-structured", false, 0, FAILS, 0, ANY,
