@@ -61,7 +61,9 @@ run_machine (struct nbd_handle *h)
 
     switch (h->state) {
     case STATE_CONNECTING:
-      r = connect_step (h);
+      if (connect_step (h) == -1)
+        return -1;              /* no address took the connection */
+      r = 0;
       break;
     case STATE_HANDSHAKE:
       r = handshake_step (h);
@@ -277,9 +279,11 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
            nbd_chunk_callback *chunk, nbd_completion_callback *completion,
            uint32_t flags)
 {
+  /* DF belongs to the structured forms only (nbd_pread(3)). */
+  uint32_t allowed = chunk ? LIBNBD_CMD_FLAG_DF : 0;
   struct command *cmd;
 
-  if (check_request (h, NBD_CMD_READ, flags, LIBNBD_CMD_FLAG_DF, offset,
+  if (check_request (h, NBD_CMD_READ, flags, allowed, offset,
                      count) == -1) {
     free_callbacks (chunk, completion);
     return -1;

@@ -193,8 +193,13 @@ command_submit (struct nbd_handle *h, struct command *cmd)
   debug (h, "queued %s cookie %" PRIu64 " offset %" PRIu64 " count %" PRIu32,
          cmd->type == NBD_CMD_DISC ? "disconnect" : "command",
          cmd->cookie, cmd->offset, cmd->count);
-  if (h->queue.len == 1 && run_machine (h) == -1)
-    debug (h, "the connection died while sending");
+  /* Send now, but read nothing: callbacks of other commands never run
+   * inside the call that issues a command (as in libnbd), so a caller may
+   * hold its own locks around nbd_aio_*.
+   */
+  if (h->queue.len == 1 && h->state == STATE_READY &&
+      commands_send (h) == IO_ERROR)
+    set_dead (h, errno, "send: %s", strerror (errno));
   return cmd->cookie;
 }
 

@@ -73,6 +73,26 @@ start_connect_socket (struct nbd_handle *h, int fd)
   return 0;
 }
 
+/* No TCP address took the connection: as with libnbd the handle stays
+ * newly created, so the caller may try again.
+ */
+static int
+connect_failed (struct nbd_handle *h, int error)
+{
+  set_error (error, "connect: %s", strerror (error));
+  if (h->fd >= 0)
+    close (h->fd);
+  h->fd = -1;
+  h->transport = NULL;
+  if (h->addrinfo)
+    freeaddrinfo (h->addrinfo);
+  h->addrinfo = h->next_addr = NULL;
+  free (h->uri);
+  h->uri = NULL;
+  h->state = STATE_CREATED;
+  return -1;
+}
+
 /* Try to connect fd to addr.  Returns 1 connected, 0 in progress, -1. */
 static int
 try_connect (struct nbd_handle *h, const struct sockaddr *addr,
@@ -104,6 +124,9 @@ aio_connect_sockaddr (struct nbd_handle *h, const struct sockaddr *addr,
   int r = try_connect (h, addr, len);
 
   if (r == -1) {
+    /* As libnbd: a refused Unix/vsock connect leaves the handle dead, an
+     * exhausted list of TCP addresses leaves it newly created.
+     */
     set_dead (h, errno, "connect: %s", strerror (errno));
     return -1;
   }
@@ -135,8 +158,7 @@ connect_next_address (struct nbd_handle *h, int error)
     }
     error = errno;
   }
-  set_dead (h, error, "connect: %s", strerror (error));
-  return -1;
+  return connect_failed (h, error);
 }
 
 /* The socket became writable: did the connect succeed? */
