@@ -1,1 +1,83 @@
-# tests/api.mk: see tests/Makefile.am
+# tests/api.mk: API tests against real servers and the differential test
+# (see tests/Makefile.am).
+#
+# Each program is written to the libnbd 1.14 API and built twice from the
+# same source: NAME-nbdc links libnbdc (include/libnbd.h comes first through
+# AM_CPPFLAGS), NAME-libnbd links libnbd itself, with per-target CPPFLAGS
+# that leave our include directory out.  The scripts run the -nbdc builds
+# (API_VARIANT=libnbd runs the -libnbd ones: the reference behaviour);
+# diff-transcript.sh runs both and compares.
+
+API_TESTS = \
+	api-connect.sh \
+	api-read.sh \
+	api-read-qemu.sh \
+	api-read-nbd-server.sh \
+	api-callbacks.sh \
+	api-free.sh \
+	diff-transcript.sh \
+	$(NULL)
+
+TESTS += $(API_TESTS)
+EXTRA_DIST += $(API_TESTS)
+
+check_PROGRAMS += \
+	api-connect-nbdc \
+	api-read-nbdc \
+	api-callbacks-nbdc \
+	api-free-nbdc \
+	diff-transcript-nbdc \
+	$(NULL)
+
+api_connect_nbdc_SOURCES = api-connect.c api-tap.h
+api_connect_nbdc_LDFLAGS = -no-install
+api_connect_nbdc_LDADD = $(NBDC_LIBS)
+
+api_read_nbdc_SOURCES = api-read.c api-tap.h
+api_read_nbdc_LDFLAGS = -no-install
+api_read_nbdc_LDADD = $(NBDC_LIBS)
+
+api_callbacks_nbdc_SOURCES = api-callbacks.c api-tap.h
+api_callbacks_nbdc_LDFLAGS = -no-install
+api_callbacks_nbdc_LDADD = $(NBDC_LIBS)
+
+api_free_nbdc_SOURCES = api-free.c api-tap.h
+api_free_nbdc_LDFLAGS = -no-install
+api_free_nbdc_LDADD = $(NBDC_LIBS)
+
+diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
+diff_transcript_nbdc_LDFLAGS = -no-install
+diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
+
+if HAVE_LIBNBD
+check_PROGRAMS += \
+	api-connect-libnbd \
+	api-read-libnbd \
+	api-callbacks-libnbd \
+	api-free-libnbd \
+	diff-transcript-libnbd \
+	$(NULL)
+
+# Not AM_CPPFLAGS: <libnbd.h> must be libnbd's own.
+API_LIBNBD_CPPFLAGS = -I$(top_builddir) -I$(srcdir) $(LIBNBD_CFLAGS)
+
+api_connect_libnbd_SOURCES = api-connect.c api-tap.h
+api_connect_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_connect_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_read_libnbd_SOURCES = api-read.c api-tap.h
+api_read_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_read_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_callbacks_libnbd_SOURCES = api-callbacks.c api-tap.h
+api_callbacks_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_callbacks_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_free_libnbd_SOURCES = api-free.c api-tap.h
+api_free_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_free_libnbd_LDADD = $(LIBNBD_LIBS)
+
+diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
+diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
+endif
