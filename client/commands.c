@@ -179,7 +179,9 @@ command_free (struct command *cmd)
 int64_t
 command_submit (struct nbd_handle *h, struct command *cmd)
 {
-  cmd->cookie = h->next_cookie++;
+  int64_t cookie = h->next_cookie++;
+
+  cmd->cookie = cookie;
   cmd->request.magic = htobe32 (NBD_REQUEST_MAGIC);
   cmd->request.flags = htobe16 (cmd->flags);
   cmd->request.type = htobe16 (cmd->type);
@@ -200,7 +202,7 @@ command_submit (struct nbd_handle *h, struct command *cmd)
   if (h->queue.len == 1 && h->state == STATE_READY &&
       commands_send (h) == IO_ERROR)
     set_dead (h, errno, "send: %s", strerror (errno));
-  return cmd->cookie;
+  return cookie;                /* cmd may be gone: DISC is freed once sent */
 }
 
 /* Record the first error of a command, and why. */
