@@ -13,33 +13,6 @@
 
 #define VIOLATION "server violated the protocol in the handshake: "
 
-static uint16_t
-get16 (const char *p)
-{
-  uint16_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be16toh (v);
-}
-
-static uint32_t
-get32 (const char *p)
-{
-  uint32_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be32toh (v);
-}
-
-static uint64_t
-get64 (const char *p)
-{
-  uint64_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be64toh (v);
-}
-
 static int
 queue32 (struct nbd_handle *h, uint32_t v)
 {

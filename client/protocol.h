@@ -6,7 +6,9 @@
 #ifndef NBDC_PROTOCOL_H
 #define NBDC_PROTOCOL_H
 
+#include <endian.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NBD_INIT_PASSWD        UINT64_C (0x4e42444d41474943) /* "NBDMAGIC" */
 #define NBD_NEW_VERSION        UINT64_C (0x49484156454F5054) /* "IHAVEOPT" */
@@ -162,5 +164,33 @@ struct nbd_chunk_error {        /* NBD_REPLY_TYPE_ERROR and _ERROR_OFFSET */
   uint32_t error;
   uint16_t len;                 /* message length; message follows */
 } __attribute__ ((__packed__));
+
+/* Big-endian fields of a received buffer, which may be unaligned. */
+static inline uint16_t
+get16 (const char *p)
+{
+  uint16_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be16toh (v);
+}
+
+static inline uint32_t
+get32 (const char *p)
+{
+  uint32_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be32toh (v);
+}
+
+static inline uint64_t
+get64 (const char *p)
+{
+  uint64_t v;
+
+  memcpy (&v, p, sizeof v);
+  return be64toh (v);
+}
 
 #endif /* NBDC_PROTOCOL_H */

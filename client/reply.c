@@ -18,33 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint16_t
-get16 (const char *p)
-{
-  uint16_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be16toh (v);
-}
-
-static uint32_t
-get32 (const char *p)
-{
-  uint32_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be32toh (v);
-}
-
-static uint64_t
-get64 (const char *p)
-{
-  uint64_t v;
-
-  memcpy (&v, p, sizeof v);
-  return be64toh (v);
-}
-
 static const char *
 chunk_type_name (uint16_t type)
 {
