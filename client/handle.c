@@ -643,6 +643,17 @@ nbd_get_export_description (struct nbd_handle *h)
 
 /* ----- States. ----- */
 
+/* As in libnbd, "processing" means in the middle of writing a request or
+ * reading a reply; a connection merely waiting for replies to commands in
+ * flight is "ready" (nbd_aio_is_processing(3)).
+ */
+static bool
+is_processing (const struct nbd_handle *h)
+{
+  return h->state == STATE_READY &&
+    (h->queue.len || h->rphase != RP_HEADER || input_available (h) > 0);
+}
+
 const char *
 state_name (const struct nbd_handle *h)
 {
@@ -650,8 +661,7 @@ state_name (const struct nbd_handle *h)
   case STATE_CREATED: return "CREATED";
   case STATE_CONNECTING: return "CONNECT";
   case STATE_HANDSHAKE: return "NEGOTIATING";
-  case STATE_READY: return h->inflight.len || h->queue.len
-      ? "PROCESSING" : "READY";
+  case STATE_READY: return is_processing (h) ? "PROCESSING" : "READY";
   case STATE_DEAD: return "DEAD";
   case STATE_CLOSED: return "CLOSED";
   }
@@ -670,7 +680,7 @@ nbd_connection_state (struct nbd_handle *h)
     [STATE_CLOSED] = "CLOSED: Connection is closed",
   };
 
-  if (h->state == STATE_READY && (h->inflight.len || h->queue.len))
+  if (is_processing (h))
     return "PROCESSING: Connection is processing NBD commands";
   return text[h->state];
 }
@@ -696,14 +706,23 @@ nbd_aio_is_negotiating (struct nbd_handle *h)
 int
 nbd_aio_is_ready (struct nbd_handle *h)
 {
-  return h->state == STATE_READY && h->inflight.len == 0 &&
-    h->queue.len == 0;
+  int r;
+
+  lock_handle (h);
+  r = h->state == STATE_READY && !is_processing (h);
+  unlock_handle (h);
+  return r;
 }
 
 int
 nbd_aio_is_processing (struct nbd_handle *h)
 {
-  return h->state == STATE_READY && (h->inflight.len || h->queue.len);
+  int r;
+
+  lock_handle (h);
+  r = is_processing (h);
+  unlock_handle (h);
+  return r;
 }
 
 int

@@ -327,6 +327,22 @@ do_reads (struct nbd_handle *h)
   result ("  result", r);
   if (r == 0)
     printf ("  buffer sum %08" PRIx32 "\n", checksum (buf, count));
+  /* A read in flight whose request is fully sent: libnbd calls that
+   * "ready" (waiting), not "processing" (nbd_aio_is_processing(3)).
+   */
+  {
+    char small[512];
+    int64_t cookie = nbd_aio_pread (h, small, sizeof small, 0,
+                                    NBD_NULL_COMPLETION, 0);
+
+    result ("aio_pread in flight", cookie > 0);
+    result ("in_flight", nbd_aio_in_flight (h));
+    printf ("state with a read in flight: %s\n", state_of (h));
+    while (cookie > 0 && (r = nbd_aio_command_completed (h, cookie)) == 0)
+      if (nbd_poll (h, -1) == -1)
+        break;
+    result ("  completed", r);
+  }
   free (buf);
   result ("in_flight", nbd_aio_in_flight (h));
   printf ("state: %s\n", state_of (h));
