@@ -3,7 +3,8 @@
 #
 #   ./build.sh run [URI]   build, then read an export with the example client
 #                          (no URI: an embedded nbdkit pattern upstream)
-#   ./build.sh test        build, run the whole suite (plain, then with
+#   ./build.sh test        build, run the whole suite (plain, under
+#                          valgrind, then built with
 #                          -fsanitize=address,undefined); ends with
 #                          "N passed, N failed, N skipped"
 #
@@ -94,6 +95,10 @@ case "$cmd" in
     install_packages "${test_packages[@]}"
     build _build
     check _build "plain build"
+    NBDC_VALGRIND="valgrind --quiet --error-exitcode=97 --leak-check=full \
+--show-leak-kinds=definite --errors-for-leak-kinds=definite" \
+    NBDC_SLOWDOWN=10 \
+      check _build "valgrind"
     build _build-sanitize \
       CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \

@@ -55,7 +55,8 @@ compare ()
   _b="$tmpdir/$_name-$_scenario.nbdc"
   timeout 60 "$ref" "$_scenario" "$_uri" >"$_a" 2>"$_a.err"
   echo "exit status $?" >>"$_a"
-  timeout 60 "$new" "$_scenario" "$_uri" >"$_b" 2>"$_b.err"
+  timeout $((60 * ${NBDC_SLOWDOWN:-1})) $NBDC_VALGRIND "$new" "$_scenario" \
+    "$_uri" >"$_b" 2>"$_b.err"
   echo "exit status $?" >>"$_b"
   if ! grep -q '^exit status 0$' "$_a"; then
     tap_result "not ok" "$_name $_scenario: the libnbd transcript failed"

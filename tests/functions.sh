@@ -260,13 +260,14 @@ tap_result ()
 
 # tap_run DESCRIPTION PROGRAM [ARGS...]: run a program printing unnumbered
 # TAP lines; pass them on and count them.  A crash, a timeout or a run that
-# reports nothing is a failure of its own.
+# reports nothing is a failure of its own.  $NBDC_VALGRIND, when set, is the
+# valgrind command line to run the program under (build.sh test sets it).
 tap_run ()
 {
   _desc=$1; shift
   _tap_started=true
   _out="$tmpdir/tap-run.out"
-  timeout 120 "$@" >"$_out"
+  timeout $((120 * ${NBDC_SLOWDOWN:-1})) $NBDC_VALGRIND "$@" >"$_out"
   _st=$?
   cat "$_out"
   _n=$(grep -cE '^(not )?ok( |$)' "$_out")

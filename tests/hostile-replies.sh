@@ -11,4 +11,5 @@ if ! command -v timeout >/dev/null 2>&1; then
   exit 77
 fi
 
-exec timeout 300 "$builddir/hostile-replies" "$builddir/bad-server"
+exec timeout 300 $NBDC_VALGRIND "$builddir/hostile-replies" \
+  "$builddir/bad-server"
