@@ -42,6 +42,12 @@
  */
 #define INBUF_SIZE (64 * 1024)
 
+/* A data chunk this large switches reply headers to small reads (see
+ * fill_size in transport.c); a smaller one switches back.
+ */
+#define LARGE_READ (INBUF_SIZE / 2)
+#define LARGE_READ_SLACK 64
+
 /* Largest option reply payload accepted in the handshake: two strings of
  * NBD_MAX_STRING plus their framing.
  */
@@ -208,6 +214,7 @@ struct nbd_handle {
   char *rstart;                 /* data: where this chunk's data begins */
   uint64_t roffset;             /* data: absolute offset of the chunk */
   char *rdest;                  /* data: where the next byte goes */
+  bool large_reads;             /* the last data payload was LARGE_READ+ */
   size_t rleft;                 /* data / discard: bytes still to come */
 };
 

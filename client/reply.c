@@ -407,6 +407,7 @@ reply_step (struct nbd_handle *h)
       r = input_read_into (h, &h->rdest, &h->rleft);
       if (r != IO_DONE)
         break;
+      h->large_reads = h->rdest - h->rstart >= LARGE_READ;
       call_chunk (h->rcmd, h->rstart, h->rdest - h->rstart, h->roffset,
                   LIBNBD_READ_DATA, 0);
       if (h->rsimple) {

@@ -87,6 +87,20 @@ input_consume (struct nbd_handle *h, size_t n)
     h->in_start = h->in_end = 0;
 }
 
+/* How much to ask the transport for when the input buffer must grow to
+ * need bytes.  Small replies: as much as fits, so one recv brings many.
+ * Large reads: little more than needed, so the data that follows the
+ * header goes straight to the caller's buffer instead of through ours.
+ */
+static size_t
+fill_size (const struct nbd_handle *h, size_t need)
+{
+  size_t space = INBUF_SIZE - h->in_end;
+  size_t want = need - input_available (h) + LARGE_READ_SLACK;
+
+  return h->large_reads && want < space ? want : space;
+}
+
 /* Make at least need (<= INBUF_SIZE) bytes available in the input buffer,
  * reading as much as the socket has so that several replies can come in one
  * recv.
@@ -103,8 +117,7 @@ input_fill (struct nbd_handle *h, size_t need)
       h->in_end -= h->in_start;
       h->in_start = 0;
     }
-    r = h->transport->recv (h, h->inbuf + h->in_end,
-                            INBUF_SIZE - h->in_end);
+    r = h->transport->recv (h, h->inbuf + h->in_end, fill_size (h, need));
     res = io_result (r);
     if (res != IO_DONE)
       return res;
