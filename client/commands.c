@@ -231,6 +231,7 @@ command_complete (struct nbd_handle *h, struct command *cmd)
 
   list_remove (list_of (h, cmd), cmd);
   cmd->state = CMD_DONE;
+  h->completions++;
   if (cmd->type == NBD_CMD_READ && h->sr_negotiated && cmd->error == 0 &&
       cmd->covered != cmd->count)
     command_fail (cmd, EPROTO, "server violated the protocol: read reply "

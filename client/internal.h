@@ -46,7 +46,6 @@
  * fill_size in transport.c); a smaller one switches back.
  */
 #define LARGE_READ (INBUF_SIZE / 2)
-#define LARGE_READ_SLACK 64
 
 /* Largest option reply payload accepted in the handshake: two strings of
  * NBD_MAX_STRING plus their framing.
@@ -200,6 +199,7 @@ struct nbd_handle {
   struct cmd_list queue;        /* waiting to be sent, in order */
   struct cmd_list inflight;     /* sent, waiting for the reply */
   struct cmd_list done;         /* finished, not retired */
+  uint64_t completions;         /* commands completed, ever */
   struct command **hash;
   size_t hash_size;             /* power of 2 */
   size_t hash_count;

@@ -368,14 +368,23 @@ chunk_payload (struct nbd_handle *h)
   }
 }
 
-/* Read and handle replies until the socket has no more input.  Returns
- * IO_AGAIN, or -1 when the handle died or closed.
+/* Read and handle replies until the socket has no more input, or until a
+ * command completed and nothing more is buffered: then the caller gets
+ * control back to issue more commands while the server works (the socket
+ * still shows readable for whatever else is coming).  Returns IO_AGAIN, or
+ * -1 when the handle died or closed.
  */
 int
 reply_step (struct nbd_handle *h)
 {
+  uint64_t completions = h->completions;
+
   for (;;) {
     int r = IO_DONE;
+
+    if (h->completions != completions && h->rphase == RP_HEADER &&
+        input_available (h) == 0)
+      return IO_AGAIN;
 
     switch (h->rphase) {
     case RP_HEADER: {

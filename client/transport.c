@@ -89,16 +89,23 @@ input_consume (struct nbd_handle *h, size_t n)
 
 /* How much to ask the transport for when the input buffer must grow to
  * need bytes.  Small replies: as much as fits, so one recv brings many.
- * Large reads: little more than needed, so the data that follows the
- * header goes straight to the caller's buffer instead of through ours.
+ * Large reads: one header, so the data that follows goes straight to the
+ * caller's buffer instead of through ours.
  */
 static size_t
 fill_size (const struct nbd_handle *h, size_t need)
 {
+  /* A whole header, with the offset of a data chunk: then the data is
+   * read to the start of its place, aligned as the caller's buffer is.
+   */
+  size_t header = h->sr_negotiated
+    ? sizeof (struct nbd_structured_reply) + 8
+    : sizeof (struct nbd_simple_reply);
   size_t space = INBUF_SIZE - h->in_end;
-  size_t want = need - input_available (h) + LARGE_READ_SLACK;
+  size_t want = (need > header ? need : header) - input_available (h);
 
-  return h->large_reads && want < space ? want : space;
+  return h->large_reads && h->rphase == RP_HEADER && want < space
+    ? want : space;
 }
 
 /* Make at least need (<= INBUF_SIZE) bytes available in the input buffer,
