@@ -18,7 +18,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 run_packages=(autoconf automake libtool pkg-config gcc make
               libgnutls28-dev nbdkit)
 test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
-               nbd-server gnutls-bin valgrind)
+               nbd-server gnutls-bin valgrind clang libclang-rt-14-dev)
 
 install_packages () {
   local missing=() p
@@ -94,7 +94,7 @@ case "$cmd" in
   test)
     install_packages "${test_packages[@]}"
     build _build
-    check _build "plain build"
+    NBDC_FUZZ_SECONDS=${NBDC_FUZZ_SECONDS:-60} check _build "plain build"
     NBDC_VALGRIND="valgrind --quiet --error-exitcode=97 --leak-check=full \
 --show-leak-kinds=definite --errors-for-leak-kinds=definite" \
     NBDC_SLOWDOWN=10 \

@@ -346,9 +346,60 @@ check_all_splits (const char *name, void (*build) (struct stream *),
             first_bad);
 }
 
-int
-main (void)
+/* A seed for the fuzzer only: the structured handshake, then cookie 1
+ * answered by an ERROR chunk of the largest payload accepted, whose
+ * message is exactly the 4096-byte limit followed by 8 stray bytes, so
+ * that one mutation of the message length probes both sides of the limit.
+ */
+static void
+stream_long_error (struct stream *s)
 {
+  struct stream full;
+
+  memset (&full, 0, sizeof full);
+  stream_structured (&full);
+  put (s, full.buf, full.handshake_len);
+  s->handshake_len = s->len;
+  chunk (s, 1, 0x8001, 1, 6 + 4096 + 8);
+  put32 (s, 5); put16 (s, 4096);
+  for (int i = 0; i < 4096 + 8; i++)
+    put8 (s, 'm');
+}
+
+/* unit-split --dump DIR: write the streams as files, the seeds of
+ * fuzz-server-stream: each prefixed by its handshake length (2 bytes BE).
+ */
+static int
+dump (const char *dir)
+{
+  static struct stream s;
+  void (*builders[]) (struct stream *) = {
+    stream_structured, stream_simple, stream_oldstyle, stream_long_error,
+  };
+
+  for (size_t i = 0; i < sizeof builders / sizeof builders[0]; i++) {
+    char path[4096];
+    FILE *fp;
+
+    memset (&s, 0, sizeof s);
+    builders[i] (&s);
+    snprintf (path, sizeof path, "%s/stream-%zu", dir, i);
+    fp = fopen (path, "w");
+    if (fp == NULL || fputc (s.handshake_len >> 8, fp) == EOF ||
+        fputc (s.handshake_len & 0xff, fp) == EOF ||
+        fwrite (s.buf, 1, s.len, fp) != s.len || fclose (fp) != 0) {
+      perror (path);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+  if (argc == 3 && strcmp (argv[1], "--dump") == 0)
+    return dump (argv[2]);
   printf ("1..9\n");
   check_all_splits ("structured", stream_structured,
     "ready=1 size=1048576 ro=1 df=1 sr=1 proto=newstyle-fixed "

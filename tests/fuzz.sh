@@ -1,0 +1,42 @@
+#!/bin/sh
+# Fuzz the handshake and reply parsers (fuzz-server-stream.c) with
+# libFuzzer for $NBDC_FUZZ_SECONDS seconds, from the unit-split streams.
+# Off unless NBDC_FUZZ_SECONDS is set (build.sh test sets it for one pass);
+# skipped without clang's libFuzzer.
+
+. "${srcdir:-.}/functions.sh"
+[ -n "${NBDC_FUZZ_SECONDS:-}" ] || skip_all "NBDC_FUZZ_SECONDS not set"
+requires clang
+tmpdir_setup
+
+fuzzer=$tmpdir/fuzz-server-stream
+if ! clang -g -O1 -fsanitize=fuzzer,address,undefined \
+     -I"$top_srcdir/include" -I"$top_srcdir/client" -I"$top_builddir" \
+     "$top_srcdir/tests/fuzz-server-stream.c" "$top_srcdir"/client/*.c \
+     -o "$fuzzer" 2>"$tmpdir/cc.log"; then
+  grep -q 'fuzzer' "$tmpdir/cc.log" &&
+    skip_all "clang cannot link libFuzzer (libclang-rt-dev missing)"
+  tap_result "not ok" "the fuzz target builds"
+  sed 's/^/# /' "$tmpdir/cc.log"
+  tap_done; exit 0
+fi
+tap_result "ok" "the fuzz target builds"
+
+mkdir "$tmpdir/corpus"
+"${builddir:-.}/unit-split" --dump "$tmpdir/corpus" ||
+  { tap_result "not ok" "seed corpus"; tap_done; exit 0; }
+
+if (cd "$tmpdir" && timeout $((NBDC_FUZZ_SECONDS + 120)) "$fuzzer" \
+      -max_total_time="$NBDC_FUZZ_SECONDS" -max_len=8192 -timeout=10 \
+      -print_final_stats=1 corpus >"$tmpdir/fuzz.log" 2>&1); then
+  tap_result "ok" "$NBDC_FUZZ_SECONDS s of fuzzing: no crash, hang or leak"
+  grep -E 'stat::number_of_executed_units|cov:' "$tmpdir/fuzz.log" |
+    tail -n 2 | sed 's/^/# /'
+else
+  tap_result "not ok" "$NBDC_FUZZ_SECONDS s of fuzzing: no crash, hang or leak"
+  tail -n 60 "$tmpdir/fuzz.log" | sed 's/^/# /'
+  for crash in "$tmpdir"/crash-* "$tmpdir"/timeout-* "$tmpdir"/leak-*; do
+    [ -f "$crash" ] && echo "# input: $(od -An -tx1 "$crash" | tr -d '\n' | head -c 600)"
+  done
+fi
+tap_done
