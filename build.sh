@@ -75,9 +75,10 @@ check () {
   fi
   if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
     status=1
+    grep -E '^(FAIL|ERROR)' "$dir/tests/test-suite.log" 2>/dev/null || true
     find "$dir/tests" -name '*.log' ! -name test-suite.log -exec \
       grep -l '^not ok\|^Bail out' {} + 2>/dev/null | while read -r log; do
-        echo "--- $log"; tail -n 40 "$log"; done
+        echo "--- $log"; tail -n 40 "$log"; done || true
   fi
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
   total_skip=$((total_skip + s))

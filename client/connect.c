@@ -374,7 +374,7 @@ nbd_get_uri (struct nbd_handle *h)
   ENTER ();
   lock_handle (h);
   if (h->uri == NULL)
-    set_error (ENOTSUP, "cannot construct a URI for this connection");
+    set_error (EINVAL, "cannot construct a URI for this connection");
   else if ((r = strdup (h->uri)) == NULL)
     set_error (errno, "strdup");
   unlock_handle (h);
