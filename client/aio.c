@@ -107,8 +107,35 @@ direction (const struct nbd_handle *h)
   }
 }
 
+/* Another thread is waiting on the socket: wait for it to make progress
+ * (it may read the reply this thread waits for) instead of polling too,
+ * which could sleep on a socket whose data the other thread took.
+ */
+static int
+wait_for_poller (struct nbd_handle *h, int timeout)
+{
+  struct timespec deadline;
+  int r;
+
+  if (timeout < 0) {
+    pthread_cond_wait (&h->progress, &h->lock);
+    return 1;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout / 1000;
+  deadline.tv_nsec += (timeout % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);
+  return r == ETIMEDOUT ? 0 : 1;
+}
+
 /* Wait up to timeout ms for the socket, then advance.  Called with the lock
- * held; drops it while blocked so other threads can queue commands.
+ * held; drops it while blocked so other threads can queue commands.  One
+ * thread at a time waits on the socket (the leader) and handles whatever
+ * arrives, for every thread; the others wait for it to make progress.
  */
 int
 poll_once (struct nbd_handle *h, int timeout)
@@ -122,24 +149,32 @@ poll_once (struct nbd_handle *h, int timeout)
                state_name (h));
     return -1;
   }
+  if (h->polling)
+    return wait_for_poller (h, timeout);
   if (h->transport && h->transport->pending (h))
-    return run_machine (h) == -1 ? -1 : 1;
-  fds.fd = h->fd;
-  fds.events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
-    (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
-  fds.revents = 0;
-  unlock_handle (h);
-  do
-    r = poll (&fds, 1, timeout);
-  while (r == -1 && errno == EINTR);
-  lock_handle (h);
-  if (r == -1) {
-    set_error (errno, "poll: %s", strerror (errno));
-    return -1;
+    r = 1;
+  else {
+    fds.fd = h->fd;
+    fds.events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+    fds.revents = 0;
+    h->polling = true;
+    unlock_handle (h);
+    do
+      r = poll (&fds, 1, timeout);
+    while (r == -1 && errno == EINTR);
+    lock_handle (h);
+    h->polling = false;
+    if (r == -1) {
+      set_error (errno, "poll: %s", strerror (errno));
+      pthread_cond_broadcast (&h->progress);
+      return -1;
+    }
   }
-  if (r == 0)
-    return 0;
-  return run_machine (h) == -1 ? -1 : 1;
+  if (r > 0)
+    r = run_machine (h) == -1 ? -1 : 1;
+  pthread_cond_broadcast (&h->progress);
+  return r;
 }
 
 int

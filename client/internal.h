@@ -141,6 +141,8 @@ struct meta_context {
 
 struct nbd_handle {
   pthread_mutex_t lock;
+  pthread_cond_t progress;      /* the poller made progress (poll_once) */
+  bool polling;                 /* a thread is waiting on the socket */
   char *hname;
   uintptr_t private_data;
 
