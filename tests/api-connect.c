@@ -65,21 +65,11 @@ check_state (struct nbd_handle *h, const char *expected, const char *when)
   }
 }
 
-static struct nbd_handle *
-create (void)
-{
-  struct nbd_handle *h = nbd_create ();
-
-  if (h == NULL)
-    tap_bail ("nbd_create");
-  return h;
-}
-
 /* Before connecting: libnbd(3) "HANDLE STATE" rules. */
 static void
 test_fresh_handle (void)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
   char buf[512];
 
   check_state (h, "created", "after nbd_create");
@@ -103,7 +93,7 @@ test_fresh_handle (void)
 static void
 test_unix_full_info (const char *sock)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
   char uri[4096];
   char buf[512];
 
@@ -183,7 +173,7 @@ test_uri (const char *memsock, const char *patsock)
   struct nbd_handle *h;
   char uri[4096];
 
-  h = create ();
+  h = tap_create ();
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", patsock);
   if (tap_ok (nbd_connect_uri (h, uri) == 0,
               "nbd_connect_uri(3) %s", uri)) {
@@ -206,7 +196,7 @@ test_uri (const char *memsock, const char *patsock)
   /* The export name is the URI path, percent-decoded (nbd_connect_uri(3)),
    * and nbd_get_uri(3) encodes it again.
    */
-  h = create ();
+  h = tap_create ();
   nbd_set_full_info (h, true);
   snprintf (uri, sizeof uri, "nbd+unix:///foo%%20bar?socket=%s", memsock);
   if (tap_ok (nbd_connect_uri (h, uri) == 0,
@@ -223,13 +213,13 @@ test_uri (const char *memsock, const char *patsock)
   nbd_close (h);
 
   /* Errors. */
-  h = create ();
+  h = tap_create ();
   tap_ok (nbd_connect_uri (h, "http://example.com/") == -1,
           "nbd_connect_uri(3) refuses an unknown scheme");
   tap_error_is ("nbd_connect_uri", EINVAL, "unknown URI scheme");
   nbd_close (h);
 
-  h = create ();
+  h = tap_create ();
   tap_ok (nbd_connect_uri (h, "nbd+unix:///") == -1,
           "nbd_connect_uri(3) refuses nbd+unix without socket=");
   tap_error_is ("nbd_connect_uri", EINVAL, "nbd+unix without socket");
@@ -241,7 +231,7 @@ test_unix_errors (const char *patsock)
 {
   struct nbd_handle *h;
 
-  h = create ();
+  h = tap_create ();
   tap_ok (nbd_connect_unix (h, "/nonexistent/nbdc-test.sock") == -1,
           "nbd_connect_unix(3) to a missing socket fails");
   tap_error_is ("nbd_connect_unix", ENOENT, "missing socket");
@@ -252,7 +242,7 @@ test_unix_errors (const char *patsock)
   nbd_close (h);
 
   /* nbd_set_request_structured_replies(3) false: simple replies only. */
-  h = create ();
+  h = tap_create ();
   tap_ok (nbd_get_request_structured_replies (h) == 1,
           "nbd_get_request_structured_replies(3) defaults to true");
   nbd_set_request_structured_replies (h, false);
@@ -283,7 +273,7 @@ test_aio_connect (const char *sock)
     const char *how = i == 0 ? "nbd_aio_connect_unix" : "nbd_aio_connect_uri";
     int r;
 
-    h = create ();
+    h = tap_create ();
     if (i == 0)
       r = nbd_aio_connect_unix (h, sock);
     else {
@@ -329,7 +319,7 @@ test_tcp (const char *port)
   }
   snprintf (uri, sizeof uri, "nbd://127.0.0.1:%s/", port);
 
-  h = create ();
+  h = tap_create ();
   if (tap_ok (nbd_connect_tcp (h, "127.0.0.1", port) == 0,
               "nbd_connect_tcp(3) 127.0.0.1 port %s", port)) {
     check_state (h, "ready", "after nbd_connect_tcp");
@@ -341,7 +331,7 @@ test_tcp (const char *port)
     tap_diag ("%s", nbd_get_error ());
   nbd_close (h);
 
-  h = create ();
+  h = tap_create ();
   if (tap_ok (nbd_connect_uri (h, uri) == 0, "nbd_connect_uri(3) %s", uri)) {
     tap_ok (nbd_get_size (h) == MiB, "nbd_get_size(3) over nbd://");
     nbd_shutdown (h, 0);
@@ -350,7 +340,7 @@ test_tcp (const char *port)
     tap_diag ("%s", nbd_get_error ());
   nbd_close (h);
 
-  h = create ();
+  h = tap_create ();
   tap_ok (nbd_connect_tcp (h, "127.0.0.1", "1") == -1,
           "nbd_connect_tcp(3) to a closed port fails");
   tap_error_is ("nbd_connect_tcp", ECONNREFUSED, "closed TCP port");
@@ -361,7 +351,7 @@ test_tcp (const char *port)
 static void
 test_command (void)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
   char *argv[] = { "nbdkit", "-s", "--exit-with-parent", "pattern", "1M",
                    NULL };
   char *uri;

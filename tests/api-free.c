@@ -40,6 +40,16 @@ struct counter {
   int ret;                      /* what .callback returns */
 };
 
+/* Was each of the n chunk and completion callbacks freed exactly once? */
+static bool
+freed_once (const struct counter *ch, const struct counter *co, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (ch[i].frees != 1 || co[i].frees != 1)
+      return false;
+  return true;
+}
+
 static int
 chunk_cb (void *user_data, const void *subbuf, size_t count,
           uint64_t offset, unsigned status, int *error)
@@ -97,19 +107,9 @@ completion (struct counter *c)
 }
 
 static struct nbd_handle *
-create (void)
-{
-  struct nbd_handle *h = nbd_create ();
-
-  if (h == NULL)
-    tap_bail ("nbd_create");
-  return h;
-}
-
-static struct nbd_handle *
 connect_socket (const char *sock)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
 
   if (nbd_connect_unix (h, sock) == -1)
     tap_bail ("nbd_connect_unix %s", sock);
@@ -120,7 +120,7 @@ connect_socket (const char *sock)
 static struct nbd_handle *
 connect_delayed (const char *delay)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
   char arg[64];
   char *argv[] = { "nbdkit", "-s", "--exit-with-parent", "--filter=delay",
                    "pattern", "1M", arg, NULL };
@@ -283,7 +283,7 @@ static char *big_argv[] = { "nbdkit", "-s", "--exit-with-parent", "pattern",
 static void
 test_refused (const char *sock)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
 
   /* Not connected. */
   refused (h, "not connected", "nbd_aio_pread_structured", 512, 0, 0, true,
@@ -308,7 +308,7 @@ test_refused (const char *sock)
   nbd_close (h);
 
   /* nbd_pread_structured(3): at most 64 MiB per read (ERANGE). */
-  h = create ();
+  h = tap_create ();
   if (nbd_connect_command (h, big_argv) == -1)
     tap_bail ("nbd_connect_command nbdkit pattern 1G");
   refused (h, "64 MiB + 1", "nbd_aio_pread_structured", 64 * 1024 * 1024 + 1,
@@ -360,20 +360,13 @@ test_server_death (void)
     if (nbd_aio_command_completed (h, cookie[i]) != -1)
       ok = false;
   tap_ok (ok, "death: each command retires with -1");
-  ok = true;
-  for (i = 0; i < 4; i++)
-    if (ch[i].frees != 1 || co[i].frees != 1)
-      ok = false;
-  tap_ok (ok, "death: each .free called once");
+  tap_ok (freed_once (ch, co, 4), "death: each .free called once");
 
   refused (h, "dead handle", "nbd_aio_pread_structured", 512, 0, 0, true,
            false);
   nbd_close (h);
-  ok = true;
-  for (i = 0; i < 4; i++)
-    if (ch[i].frees != 1 || co[i].frees != 1)
-      ok = false;
-  tap_ok (ok, "death: nbd_close(3) frees nothing twice");
+  tap_ok (freed_once (ch, co, 4),
+          "death: nbd_close(3) frees nothing twice");
 }
 
 /* nbd_close(3) with commands in flight: their frees run, their completion
@@ -394,11 +387,8 @@ test_close_in_flight (void)
   tap_ok (nbd_aio_in_flight (h) == 4, "close: 4 reads in flight");
   nbd_poll (h, 0);
   nbd_close (h);
-  ok = true;
-  for (i = 0; i < 4; i++)
-    if (ch[i].frees != 1 || co[i].frees != 1)
-      ok = false;
-  tap_ok (ok, "close: each .free called once by nbd_close(3)");
+  tap_ok (freed_once (ch, co, 4),
+          "close: each .free called once by nbd_close(3)");
   ok = true;
   for (i = 0; i < 4; i++)
     if (co[i].calls != 0 || ch[i].calls != 0)
@@ -449,7 +439,7 @@ test_shutdown_in_flight (void)
 static void
 test_debug_callback (void)
 {
-  struct nbd_handle *h = create ();
+  struct nbd_handle *h = tap_create ();
   struct counter d1 = { 0 }, d2 = { 0 }, d3 = { 0 };
 
   nbd_set_debug_callback (h, (nbd_debug_callback) {

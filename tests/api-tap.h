@@ -88,6 +88,17 @@ tap_bail (const char *fmt, ...)
   exit (EXIT_FAILURE);
 }
 
+/* nbd_create, or stop the test. */
+static TAP_UNUSED struct nbd_handle *
+tap_create (void)
+{
+  struct nbd_handle *h = nbd_create ();
+
+  if (h == NULL)
+    tap_bail ("nbd_create");
+  return h;
+}
+
 /* The symbolic name of an errno value, for messages and transcripts. */
 static TAP_UNUSED const char *
 errno_name (int err)
