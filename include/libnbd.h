@@ -26,7 +26,8 @@ extern "C" {
 
 #ifndef LIBNBD_ATTRIBUTE_NONNULL
 #if defined (__GNUC__) && __GNUC__ >= 12
-#define LIBNBD_ATTRIBUTE_NONNULL(...) __attribute__ ((__nonnull__ (__VA_ARGS__)))
+#define LIBNBD_ATTRIBUTE_NONNULL(...) \
+  __attribute__ ((__nonnull__ (__VA_ARGS__)))
 #else
 #define LIBNBD_ATTRIBUTE_NONNULL(...)
 #endif
