@@ -57,26 +57,21 @@ run_machine (struct nbd_handle *h)
 {
   for (;;) {
     enum state before = h->state;
-    int r;
 
     switch (h->state) {
     case STATE_CONNECTING:
       if (connect_step (h) == -1)
         return -1;              /* no address took the connection */
-      r = 0;
       break;
     case STATE_HANDSHAKE:
-      r = handshake_step (h);
+      handshake_step (h);       /* a failure shows as the dead state */
       break;
     case STATE_READY:
-      r = commands_send (h);
-      if (r == IO_ERROR) {
+      if (commands_send (h) == IO_ERROR) {
         set_dead (h, errno, "send: %s", strerror (errno));
         return -1;
       }
-      r = reply_step (h);
-      if (r == -1)
-        return h->state == STATE_DEAD ? -1 : 0;
+      reply_step (h);           /* likewise, or the closed state */
       break;
     default:
       return 0;
@@ -85,7 +80,6 @@ run_machine (struct nbd_handle *h)
       return -1;
     if (h->state == before)
       return 0;
-    (void) r;
   }
 }
 
@@ -261,8 +255,8 @@ check_ready (struct nbd_handle *h)
 
 /* The checks libnbd makes before sending (nbd_set_strict_mode(3)). */
 static int
-check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
-               uint32_t allowed_flags, uint64_t offset, size_t count)
+check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
+               uint64_t offset, size_t count)
 {
   uint64_t end;
 
@@ -302,14 +296,14 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
                "size is %" PRIu32, h->block_minimum);
     return -1;
   }
-  (void) type;
   return 0;
 }
 
-/* The core of nbd_aio_pread and nbd_aio_pread_structured; called locked.
+/* The core of every read call (nbd_aio_pread*, and nbd_pread* through
+ * sync.c); called locked.
  * The callbacks are owned from here on: freed exactly once on every path.
  */
-static int64_t
+int64_t
 aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
            nbd_chunk_callback *chunk, nbd_completion_callback *completion,
            uint32_t flags)
@@ -318,8 +312,7 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
   uint32_t allowed = chunk ? LIBNBD_CMD_FLAG_DF : 0;
   struct command *cmd;
 
-  if (check_request (h, NBD_CMD_READ, flags, allowed, offset,
-                     count) == -1) {
+  if (check_request (h, flags, allowed, offset, count) == -1) {
     free_callbacks (chunk, completion);
     return -1;
   }
@@ -356,21 +349,6 @@ nbd_aio_pread_structured (struct nbd_handle *h, void *buf, size_t count,
   ENTER ();
   lock_handle (h);
   r = aio_pread (h, buf, count, offset, &chunk, &completion, flags);
-  unlock_handle (h);
-  return r;
-}
-
-/* Core of nbd_pread_structured and nbd_pread (sync.c). */
-int
-sync_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
-            nbd_chunk_callback *chunk, uint32_t flags)
-{
-  int64_t cookie;
-  int r;
-
-  lock_handle (h);
-  cookie = aio_pread (h, buf, count, offset, chunk, NULL, flags);
-  r = cookie == -1 ? -1 : wait_for_command (h, cookie);
   unlock_handle (h);
   return r;
 }

@@ -138,7 +138,7 @@ debug (struct nbd_handle *h, const char *fs, ...)
  * Values the spec does not define become EINVAL, as libnbd does.
  */
 int
-nbd_errno_to_errno (uint32_t error)
+errno_from_wire (uint32_t error)
 {
   switch (error) {
   case NBD_EPERM: return EPERM;

@@ -226,7 +226,7 @@ extern void set_error (int errnum, const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 2, 3)));
 extern void debug (struct nbd_handle *h, const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 2, 3)));
-extern int nbd_errno_to_errno (uint32_t error);
+extern int errno_from_wire (uint32_t error);
 
 /* Entry prologue: set the error context to the function's name. */
 #define ENTER() set_error_context (__func__)
@@ -306,9 +306,10 @@ extern void set_closed (struct nbd_handle *h);
 extern unsigned direction (const struct nbd_handle *h);
 extern int poll_once (struct nbd_handle *h, int timeout);
 
-extern int sync_pread (struct nbd_handle *h, void *buf, size_t count,
-                       uint64_t offset, nbd_chunk_callback *chunk,
-                       uint32_t flags);
+extern int64_t aio_pread (struct nbd_handle *h, void *buf, size_t count,
+                          uint64_t offset, nbd_chunk_callback *chunk,
+                          nbd_completion_callback *completion,
+                          uint32_t flags);
 extern int aio_disconnect (struct nbd_handle *h, uint32_t flags);
 extern int command_result (struct nbd_handle *h, struct command *cmd);
 

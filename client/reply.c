@@ -146,9 +146,9 @@ simple_reply (struct nbd_handle *h)
   input_consume (h, sizeof (struct nbd_simple_reply));
   h->rcmd = cmd;
   if (error) {
-    command_fail (cmd, nbd_errno_to_errno (error),
+    command_fail (cmd, errno_from_wire (error),
                   "server replied with error %" PRIu32 " (%s)", error,
-                  strerror (nbd_errno_to_errno (error)));
+                  strerror (errno_from_wire (error)));
     command_complete (h, cmd);
     next_reply (h);
     return 0;
@@ -292,7 +292,7 @@ error_chunk (struct nbd_handle *h)
                   chunk_type_name (h->rtype));
     return 0;
   }
-  errnum = nbd_errno_to_errno (error);
+  errnum = errno_from_wire (error);
   if (h->rtype == NBD_REPLY_TYPE_ERROR_OFFSET) {
     offset = get64 (msg + msglen);
     if (!inside_request (cmd, offset, 1)) {

@@ -36,6 +36,21 @@ wait_for_command (struct nbd_handle *h, int64_t cookie)
   }
 }
 
+/* Core of nbd_pread_structured and nbd_pread. */
+static int
+sync_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
+            nbd_chunk_callback *chunk, uint32_t flags)
+{
+  int64_t cookie;
+  int r;
+
+  lock_handle (h);
+  cookie = aio_pread (h, buf, count, offset, chunk, NULL, flags);
+  r = cookie == -1 ? -1 : wait_for_command (h, cookie);
+  unlock_handle (h);
+  return r;
+}
+
 int
 nbd_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
            uint32_t flags)
