@@ -12,6 +12,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+/* Close the connection; if another thread is waiting on the socket, shut
+ * it down instead, which wakes that thread, and let it close (poll_once).
+ */
+static void
+close_connection (struct nbd_handle *h)
+{
+  if (h->transport == NULL)
+    return;
+  if (h->polling && h->fd >= 0)
+    shutdown (h->fd, SHUT_RDWR);
+  else
+    h->transport->close (h);
+  pthread_cond_broadcast (&h->progress);
+}
 
 /* The connection is unusable: every command fails, the socket is closed. */
 void
@@ -33,8 +49,7 @@ set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
   free (h->dead_reason);
   h->dead_reason = reason;
   h->state = STATE_DEAD;
-  if (h->transport)
-    h->transport->close (h);
+  close_connection (h);
   commands_abort_all (h);
 }
 
@@ -44,8 +59,7 @@ set_closed (struct nbd_handle *h)
 {
   debug (h, "connection closed");
   h->state = STATE_CLOSED;
-  if (h->transport)
-    h->transport->close (h);
+  close_connection (h);
   commands_abort_all (h);
 }
 
@@ -159,6 +173,14 @@ poll_once (struct nbd_handle *h, int timeout)
     while (r == -1 && errno == EINTR);
     lock_handle (h);
     h->polling = false;
+    if (h->state == STATE_DEAD || h->state == STATE_CLOSED) {
+      /* It died while we waited: ours to close (close_connection). */
+      h->transport->close (h);
+      pthread_cond_broadcast (&h->progress);
+      set_error (ENOTCONN, "the connection %s while waiting",
+                 h->state == STATE_DEAD ? "died" : "closed");
+      return -1;
+    }
     if (r == -1) {
       set_error (errno, "poll: %s", strerror (errno));
       pthread_cond_broadcast (&h->progress);
