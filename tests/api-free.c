@@ -325,6 +325,17 @@ test_refused (const char *sock)
   nbd_close (h);
 }
 
+/* Issue four 4 KiB reads with counted callbacks. */
+static void
+four_reads (struct nbd_handle *h, unsigned char (*buf)[4096],
+            struct counter *ch, struct counter *co, int64_t *cookie)
+{
+  for (int i = 0; i < 4; i++)
+    cookie[i] = nbd_aio_pread_structured (h, buf[i], 4096, i * 4096,
+                                          chunk (&ch[i]), completion (&co[i]),
+                                          0);
+}
+
 /* The server dies with commands in flight. */
 static void
 test_server_death (void)
@@ -336,10 +347,7 @@ test_server_death (void)
   bool ok;
   int i;
 
-  for (i = 0; i < 4; i++)
-    cookie[i] = nbd_aio_pread_structured (h, buf[i], 4096, i * 4096,
-                                          chunk (&ch[i]), completion (&co[i]),
-                                          0);
+  four_reads (h, buf, ch, co, cookie);
   tap_ok (nbd_aio_in_flight (h) == 4, "death: 4 reads in flight");
   nbd_poll (h, 0);
   tap_ok (nbd_kill_subprocess (h, SIGKILL) == 0,
@@ -378,12 +386,11 @@ test_close_in_flight (void)
   struct nbd_handle *h = connect_delayed ("30");
   static unsigned char buf[4][4096];
   struct counter ch[4] = { { 0 } }, co[4] = { { 0 } };
+  int64_t cookie[4];
   bool ok;
   int i;
 
-  for (i = 0; i < 4; i++)
-    nbd_aio_pread_structured (h, buf[i], 4096, i * 4096, chunk (&ch[i]),
-                              completion (&co[i]), 0);
+  four_reads (h, buf, ch, co, cookie);
   tap_ok (nbd_aio_in_flight (h) == 4, "close: 4 reads in flight");
   nbd_poll (h, 0);
   nbd_close (h);
@@ -409,10 +416,7 @@ test_shutdown_in_flight (void)
   bool ok;
   int i;
 
-  for (i = 0; i < 4; i++)
-    cookie[i] = nbd_aio_pread_structured (h, buf[i], 4096, i * 4096,
-                                          chunk (&ch[i]), completion (&co[i]),
-                                          0);
+  four_reads (h, buf, ch, co, cookie);
   tap_ok (nbd_shutdown (h, 0) == 0,
           "shutdown: nbd_shutdown(3) with reads in flight");
   tap_ok (nbd_aio_in_flight (h) == 0, "shutdown: nothing left in flight");
