@@ -342,11 +342,8 @@ commands_send (struct nbd_handle *h)
     iov[first].iov_len -= skip;
 
     r = h->transport->sendv (h, &iov[first], n - first);
-    if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return IO_AGAIN;
-      return IO_ERROR;
-    }
+    if (r <= 0)                 /* 0 cannot happen: try again later */
+      return io_result (r) == IO_ERROR ? IO_ERROR : IO_AGAIN;
     /* Account the bytes sent to the commands they belong to. */
     size_t sent = h->send_off + r;
     while ((cmd = h->queue.head) != NULL) {

@@ -134,6 +134,19 @@ debug (struct nbd_handle *h, const char *fs, ...)
   errno = saved_errno;
 }
 
+/* Copy a server's message of len bytes into dst (NBD_MAX_STRING + 1
+ * bytes): cut at NBD_MAX_STRING, unprintable bytes shown as '?'.
+ */
+void
+printable_message (char *dst, const char *src, size_t len)
+{
+  if (len > NBD_MAX_STRING)
+    len = NBD_MAX_STRING;
+  for (size_t i = 0; i < len; i++)
+    dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+  dst[len] = '\0';
+}
+
 /* Map an error number from the wire (NBD spec "Error values") to errno.
  * Values the spec does not define become EINVAL, as libnbd does.
  */

@@ -411,16 +411,13 @@ reply_go (struct nbd_handle *h, uint32_t type, const char *data,
   }
   if (NBD_REP_IS_ERR (type)) {
     char msg[NBD_MAX_STRING + 1];
-    size_t n = len < NBD_MAX_STRING ? len : NBD_MAX_STRING;
 
-    for (size_t i = 0; i < n; i++)
-      msg[i] = data[i] >= 0x20 && data[i] < 0x7f ? data[i] : '?';
-    msg[n] = '\0';
+    printable_message (msg, data, len);
     set_dead (h, type == NBD_REP_ERR_UNKNOWN ? ENOENT
               : type == NBD_REP_ERR_POLICY ? EPERM
               : type == NBD_REP_ERR_TLS_REQD ? ENOTSUP : EINVAL,
               "server refused export \"%s\": %s%s%s", h->export_name,
-              reply_error_name (type), n ? ": " : "", msg);
+              reply_error_name (type), len ? ": " : "", msg);
     return -1;
   }
   set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32

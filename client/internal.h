@@ -227,6 +227,7 @@ extern void set_error (int errnum, const char *fs, ...)
 extern void debug (struct nbd_handle *h, const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 2, 3)));
 extern int errno_from_wire (uint32_t error);
+extern void printable_message (char *dst, const char *src, size_t len);
 
 /* Entry prologue: set the error context to the function's name. */
 #define ENTER() set_error_context (__func__)
@@ -262,6 +263,7 @@ extern int handshake_step (struct nbd_handle *h);
 #define IO_ERROR (-1)
 #define IO_EOF (-2)
 
+extern int io_result (ssize_t r);
 extern int input_fill (struct nbd_handle *h, size_t need);
 extern int output_flush (struct nbd_handle *h);
 extern int output_queue (struct nbd_handle *h, const void *buf, size_t len);

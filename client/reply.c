@@ -307,9 +307,7 @@ error_chunk (struct nbd_handle *h)
   }
   /* Keep the server's message, made printable. */
   char text[NBD_MAX_STRING + 1];
-  for (size_t i = 0; i < msglen; i++)
-    text[i] = msg[i] >= 0x20 && msg[i] < 0x7f ? msg[i] : '?';
-  text[msglen] = '\0';
+  printable_message (text, msg, msglen);
   command_fail (cmd, errnum, "server replied with error: %s%s%s",
                 strerror (errnum), msglen ? ": " : "", text);
   return 0;

@@ -55,7 +55,7 @@ const struct transport plain_transport = {
 };
 
 /* Classify the result of a recv/send. */
-static int
+int
 io_result (ssize_t r)
 {
   if (r > 0)
