@@ -1,6 +1,6 @@
 /* hostile-replies: what the client library does with a misbehaving server.
  *
- * Usage: hostile-replies BAD-SERVER [SCENARIO...]
+ * Usage: hostile-replies [--same-as-libnbd] BAD-SERVER [SCENARIO...]
  *
  * For each scenario of bad-server (see bad-server --list) it connects with
  * nbd_aio_connect_command, issues nbd_aio_pread_structured and drives the
@@ -15,7 +15,13 @@
  *                stream cannot be trusted any more);
  *   fails        the read fails; the handle may die, or stay usable and
  *                then a second read returns the right data;
- *   no-connect   the connection fails with an error message.
+ *   no-connect   the connection fails with an error message and the errno
+ *                the expectation names, the handle is dead, and a read on it
+ *                then fails at once with EINVAL.
+ *
+ * Connected handles also report the block sizes the server sent
+ * (nbd_get_block_size), and the meta context it selected when the
+ * expectation asks for one before connecting (nbd_can_meta_context).
  *
  * and, for every scenario: each callback's .free runs exactly once and no
  * callback runs after it, the completion callback runs once, the chunk
@@ -24,7 +30,9 @@
  * returned as success.  Two TAP lines per scenario: outcome, then hygiene.
  *
  * It tests libnbdc's strict behaviour; libnbd 1.14 is more lenient in some
- * scenarios, so it is built against libnbdc only.
+ * scenarios.  Built against libnbd and run with --same-as-libnbd, it runs
+ * only the expectations where libnbdc promises exactly libnbd's behaviour:
+ * libnbd is the oracle for those.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -72,10 +80,16 @@ struct expectation {
   bool trickle;                 /* bad-server --trickle */
   uint32_t flags;               /* command flags of the first read */
   enum outcome outcome;
-  int error;                    /* errno for FAILS_ERRNO */
+  int error;                    /* errno for FAILS_ERRNO and NO_CONNECT */
   int error_chunks;             /* LIBNBD_READ_ERROR calls: 0, 1 (at
                                    ERROR_OFFSET) or ANY */
   const char *rule;
+  bool same_as_libnbd;          /* libnbd 1.14 does exactly this */
+  uint32_t block_size[3];       /* nbd_get_block_size: MINIMUM, PREFERRED,
+                                   MAXIMUM (0: none) */
+  const char *meta_request;     /* nbd_add_meta_context before connecting */
+  const char *meta_selected;    /* the context nbd_can_meta_context then
+                                   reports (NULL: none) */
 };
 
 #define DF LIBNBD_CMD_FLAG_DF
@@ -90,16 +104,23 @@ struct expectation {
 static const struct expectation expectations[] = {
   /* Correct servers. */
   { "good", false, 0, WORKS, 0, ANY,
-    "data chunks in any order fill the buffer" },
-  { "good", false, DF, WORKS, 0, ANY, "DF read with one data chunk" },
-  { "good", true, 0, WORKS, 0, ANY, "replies split at every byte" },
+    "data chunks in any order fill the buffer",
+    .same_as_libnbd = true },
+  { "good", false, DF, WORKS, 0, ANY, "DF read with one data chunk",
+    .same_as_libnbd = true },
+  { "good", true, 0, WORKS, 0, ANY, "replies split at every byte",
+    .same_as_libnbd = true },
   { "good-simple", false, 0, WORKS, 0, ANY,
-    "structured replies refused: simple replies" },
+    "structured replies refused: simple replies",
+    .same_as_libnbd = true },
   { "good-no-go", false, 0, WORKS, 0, ANY,
-    "GO refused: fall back to EXPORT_NAME" },
-  { "oldstyle", false, 0, WORKS, 0, ANY, "oldstyle handshake" },
+    "GO refused: fall back to EXPORT_NAME",
+    .same_as_libnbd = true },
+  { "oldstyle", false, 0, WORKS, 0, ANY, "oldstyle handshake",
+    .same_as_libnbd = true },
   { "none-not-alone", false, 0, WORKS, 0, ANY,
-    "NONE is always acceptable as the final chunk" },
+    "NONE is always acceptable as the final chunk",
+    .same_as_libnbd = true },
 
   /* The stream cannot be trusted any more: EOF, a bad magic, a cookie not
    * in flight, a length nothing can hold, the wrong kind of reply.  And
@@ -109,35 +130,48 @@ static const struct expectation expectations[] = {
    * length wrong for the type, a zero hole size, NONE without DONE).
    */
   { "close-before-reply", false, 0, FAILS_DEAD, 0, ANY,
-    "EOF with a command in flight fails it" },
+    "EOF with a command in flight fails it",
+    .same_as_libnbd = true },
   { "close-mid-data", false, 0, FAILS_DEAD, 0, ANY,
-    "EOF inside a chunk fails the command" },
+    "EOF inside a chunk fails the command",
+    .same_as_libnbd = true },
   { "close-mid-data", true, 0, FAILS_DEAD, 0, ANY,
-    "EOF inside a chunk fails the command" },
+    "EOF inside a chunk fails the command",
+    .same_as_libnbd = true },
   { "bad-magic", false, 0, FAILS_DEAD, 0, ANY,
-    "a reply with a wrong magic kills the handle" },
+    "a reply with a wrong magic kills the handle",
+    .same_as_libnbd = true },
   { "unknown-cookie", false, 0, FAILS_DEAD, 0, ANY,
-    "a reply to a cookie not in flight kills the handle" },
+    "a reply to a cookie not in flight kills the handle",
+    .same_as_libnbd = true },
   { "huge-length", false, 0, FAILS_DEAD, 0, ANY,
-    "a data payload longer than the request kills the handle" },
+    "a data payload longer than the request kills the handle",
+    .same_as_libnbd = true },
   { "huge-length", true, 0, FAILS_DEAD, 0, ANY,
-    "a data payload longer than the request kills the handle" },
+    "a data payload longer than the request kills the handle",
+    .same_as_libnbd = true },
   { "structured-when-simple", false, 0, FAILS_DEAD, 0, ANY,
-    "no structured chunk unless structured replies were negotiated" },
+    "no structured chunk unless structured replies were negotiated",
+    .same_as_libnbd = true },
   { "unknown-chunk-type", false, 0, FAILS_DEAD, 0, ANY,
-    "an unknown non-error chunk type: hard disconnect" },
+    "an unknown non-error chunk type: hard disconnect",
+    .same_as_libnbd = true },
   { "block-status-for-read", false, 0, FAILS_DEAD, 0, ANY,
-    "an unexpected non-error chunk type: hard disconnect" },
+    "an unexpected non-error chunk type: hard disconnect",
+    .same_as_libnbd = true },
   { "data-empty", false, 0, FAILS_DEAD, 0, ANY,
     "a data chunk payload is at least 9 bytes" },
   { "hole-bad-length", false, 0, FAILS_DEAD, 0, ANY,
-    "a hole chunk payload is exactly 12 bytes" },
+    "a hole chunk payload is exactly 12 bytes",
+    .same_as_libnbd = true },
   { "hole-zero", false, 0, FAILS_DEAD, 0, ANY,
     "a hole size must be non-zero" },
   { "none-without-done", false, 0, FAILS_DEAD, 0, ANY,
-    "a NONE chunk always has the DONE flag" },
+    "a NONE chunk always has the DONE flag",
+    .same_as_libnbd = true },
   { "error-bad-length", false, 0, FAILS_DEAD, 0, ANY,
-    "an error message longer than the payload: hard disconnect" },
+    "an error message longer than the payload: hard disconnect",
+    .same_as_libnbd = true },
 
   /* Invalid chunks, for which the spec lets the client choose ("MAY
    * initiate a hard disconnect"): the read fails; the handle may die, or
@@ -183,31 +217,42 @@ static const struct expectation expectations[] = {
    * only for an error with an offset (nbd_pread_structured(3)).
    */
   { "error-eio", false, 0, FAILS_ERRNO, EIO, 0,
-    "an error chunk fails the command with its errno" },
+    "an error chunk fails the command with its errno",
+    .same_as_libnbd = true },
   { "error-eio", true, 0, FAILS_ERRNO, EIO, 0,
-    "an error chunk fails the command with its errno" },
+    "an error chunk fails the command with its errno",
+    .same_as_libnbd = true },
   { "unknown-error-type", false, 0, FAILS_ERRNO, EPERM, 0,
-    "an unknown error chunk type is treated as its error" },
+    "an unknown error chunk type is treated as its error",
+    .same_as_libnbd = true },
   { "unknown-error-type", true, 0, FAILS_ERRNO, EPERM, 0,
-    "an unknown error chunk type is treated as its error" },
+    "an unknown error chunk type is treated as its error",
+    .same_as_libnbd = true },
   { "error-offset-eio", false, 0, FAILS_ERRNO, EIO, 1,
-    "an ERROR_OFFSET chunk reaches the chunk callback as READ_ERROR" },
+    "an ERROR_OFFSET chunk reaches the chunk callback as READ_ERROR",
+    .same_as_libnbd = true },
 
   /* Handshake violations: the connection fails with a message. */
-  { "oversized-option-reply", false, 0, NO_CONNECT, 0, ANY,
-    "never read an option reply payload the server claims is huge" },
-  { "bad-option-magic", false, 0, NO_CONNECT, 0, ANY,
-    "an option reply with a wrong magic drops the connection" },
-  { "wrong-option-echoed", false, 0, NO_CONNECT, 0, ANY,
-    "an option reply for another option drops the connection" },
-  { "info-name-too-long", false, 0, NO_CONNECT, 0, ANY,
-    "handshake strings are at most 4096 bytes" },
-  { "info-name-too-long", true, 0, NO_CONNECT, 0, ANY,
-    "handshake strings are at most 4096 bytes" },
-  { "missing-info-export", false, 0, NO_CONNECT, 0, ANY,
+  { "oversized-option-reply", false, 0, NO_CONNECT, EPROTO, ANY,
+    "never read an option reply payload the server claims is huge",
+    .same_as_libnbd = true },
+  { "bad-option-magic", false, 0, NO_CONNECT, EPROTO, ANY,
+    "an option reply with a wrong magic drops the connection",
+    .same_as_libnbd = true },
+  { "wrong-option-echoed", false, 0, NO_CONNECT, EPROTO, ANY,
+    "an option reply for another option drops the connection",
+    .same_as_libnbd = true },
+  { "info-name-too-long", false, 0, NO_CONNECT, EPROTO, ANY,
+    "handshake strings are at most 4096 bytes",
+    .same_as_libnbd = true },
+  { "info-name-too-long", true, 0, NO_CONNECT, EPROTO, ANY,
+    "handshake strings are at most 4096 bytes",
+    .same_as_libnbd = true },
+  { "missing-info-export", false, 0, NO_CONNECT, EPROTO, ANY,
     "GO must send NBD_INFO_EXPORT before its ACK" },
-  { "close-in-handshake", false, 0, NO_CONNECT, 0, ANY,
-    "EOF in the handshake fails the connection" },
+  { "close-in-handshake", false, 0, NO_CONNECT, EPROTO, ANY,
+    "EOF in the handshake fails the connection",
+    .same_as_libnbd = true },
 };
 
 #define NR_EXPECTATIONS (sizeof expectations / sizeof expectations[0])
@@ -239,6 +284,7 @@ struct read_state {
 
 static unsigned tests;
 static unsigned failures;
+static bool only_same_as_libnbd;  /* --same-as-libnbd */
 
 static void
 tap (bool ok, const char *fmt, ...)
@@ -365,11 +411,12 @@ completion_free (void *user_data)
 }
 
 /* Drive the handle until done() or it dies, fails or hangs.  Returns
- * false on a hang, with the error of a failed nbd_poll in *message.
+ * false on a hang, with the error of a failed nbd_poll in *message (and
+ * its errno in *error, unless error is NULL).
  */
 static bool
 drive (struct nbd_handle *h, bool (*done) (struct nbd_handle *, void *),
-       void *arg, char **message)
+       void *arg, char **message, int *error)
 {
   unsigned idle = 0, polls = 0;
 
@@ -382,8 +429,11 @@ drive (struct nbd_handle *h, bool (*done) (struct nbd_handle *, void *),
       return false;
     r = nbd_poll (h, POLL_TIMEOUT_MS);
     if (r == -1) {
-      if (*message == NULL)
+      if (*message == NULL) {
+        if (error)
+          *error = nbd_get_errno ();
         *message = copy_error ();
+      }
       return true;
     }
     if (r == 0 && ++idle >= MAX_IDLE_POLLS)
@@ -438,7 +488,7 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
     return;
   }
 
-  rs->hung = !drive (h, read_done, rs, &rs->poll_message);
+  rs->hung = !drive (h, read_done, rs, &rs->poll_message, NULL);
   r = nbd_aio_command_completed (h, rs->cookie);
   rs->result = r;
   if (r == -1) {
@@ -506,6 +556,58 @@ hygiene (const struct read_state *rs)
   if (rs->result == 1 && !is_pattern (rs->buf, rs->count, rs->offset))
     return "wrong data returned as success";
   return NULL;
+}
+
+/* The errno of a failed connect.  libnbd 1.14 leaves errno 0 for the
+ * protocol violations it finds in the handshake, where libnbdc says EPROTO.
+ */
+static bool
+connect_errno_ok (const struct expectation *e, int error)
+{
+  return error == e->error ||
+    (only_same_as_libnbd && e->error == EPROTO && error == 0);
+}
+
+/* Did the handshake leave what the server sent: its block sizes and,
+ * when one was requested, the meta context it selected?
+ */
+static bool
+handshake_learned (struct nbd_handle *h, const struct expectation *e,
+                   const char *name)
+{
+  static const int sizes[3] = {
+    LIBNBD_SIZE_MINIMUM, LIBNBD_SIZE_PREFERRED, LIBNBD_SIZE_MAXIMUM
+  };
+  bool ok = true;
+  int i;
+
+  for (i = 0; i < 3; i++) {
+    int64_t r = nbd_get_block_size (h, sizes[i]);
+
+    if (r != e->block_size[i]) {
+      printf ("# %s: nbd_get_block_size (%d) = %" PRIi64 ", expected %"
+              PRIu32 "\n", name, sizes[i], r, e->block_size[i]);
+      ok = false;
+    }
+  }
+  if (e->meta_request) {
+    bool requested_selected = e->meta_selected &&
+      strcmp (e->meta_selected, e->meta_request) == 0;
+    int r = nbd_can_meta_context (h, e->meta_request);
+
+    if (r != requested_selected) {
+      printf ("# %s: nbd_can_meta_context (%s) = %d, expected %d\n", name,
+              e->meta_request, r, requested_selected);
+      ok = false;
+    }
+    if (e->meta_selected && !requested_selected &&
+        (r = nbd_can_meta_context (h, e->meta_selected)) != 1) {
+      printf ("# %s: nbd_can_meta_context (%s) = %d, expected 1\n", name,
+              e->meta_selected, r);
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 /* Diagnostics: what happened to the first read. */
@@ -580,8 +682,8 @@ run (const char *server, const struct expectation *e)
   char *connect_message = NULL;
   char name[128];
   const char *problem;
-  bool connected, hung, dead, second_ok = false;
-  int argc = 0;
+  bool connected, hung, dead, learned, second_ok = false;
+  int argc = 0, connect_error = 0;
 
   snprintf (name, sizeof name, "%s%s%s", e->scenario,
             e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "");
@@ -597,12 +699,18 @@ run (const char *server, const struct expectation *e)
     exit (EXIT_FAILURE);
   }
 
+  if (e->meta_request && nbd_add_meta_context (h, e->meta_request) == -1) {
+    fprintf (stderr, "nbd_add_meta_context: %s\n", nbd_get_error ());
+    exit (EXIT_FAILURE);
+  }
+
   if (nbd_aio_connect_command (h, argv) == -1) {
+    connect_error = nbd_get_errno ();
     connect_message = copy_error ();
     hung = false;
   }
   else
-    hung = !drive (h, connect_done, NULL, &connect_message);
+    hung = !drive (h, connect_done, NULL, &connect_message, &connect_error);
   connected = nbd_aio_is_ready (h);
   if (!connected && !connect_message)
     connect_message = strdup ("");
@@ -612,8 +720,17 @@ run (const char *server, const struct expectation *e)
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
   else if (!connected) {
-    printf ("# %s: connect failed: %s\n", name, connect_message);
-    tap (e->outcome == NO_CONNECT && connect_message[0] != '\0',
+    printf ("# %s: connect failed (errno %d, %s), handle %s: %s\n", name,
+            connect_error, strerror (connect_error),
+            nbd_connection_state (h), connect_message);
+    /* A dead handle refuses new commands (nbd_aio_is_dead(3)). */
+    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags);
+    if (first.cookie != -1 || first.error != EINVAL)
+      printf ("# %s: read after the failed connect: %s\n", name,
+              first.cookie != -1 ? "issued" : strerror (first.error));
+    tap (e->outcome == NO_CONNECT && connect_message[0] != '\0' &&
+         connect_errno_ok (e, connect_error) && nbd_aio_is_dead (h) &&
+         first.cookie == -1 && first.error == EINVAL,
          "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
   else if (e->outcome == NO_CONNECT) {
@@ -621,13 +738,14 @@ run (const char *server, const struct expectation *e)
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
   else {
+    learned = handshake_learned (h, e, name);
     do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags);
     dead = nbd_aio_is_dead (h) || nbd_aio_is_closed (h);
     report_read (h, name, &first);
     if (!dead && nbd_aio_is_ready (h))
       second_ok = second_read_works (h, &second);
-    tap (outcome_met (e, &first, dead, second_ok), "%s: %s (%s)", name,
-         outcome_name (e->outcome), e->rule);
+    tap (learned && outcome_met (e, &first, dead, second_ok), "%s: %s (%s)",
+         name, outcome_name (e->outcome), e->rule);
   }
 
   nbd_close (h);
@@ -682,22 +800,30 @@ main (int argc, char *argv[])
 {
   const char *server;
   size_t i;
-  int j;
+  int j, first = 1;
 
-  if (argc < 2) {
-    fprintf (stderr, "usage: %s BAD-SERVER [SCENARIO...]\n", argv[0]);
+  if (argc > 1 && strcmp (argv[1], "--same-as-libnbd") == 0) {
+    only_same_as_libnbd = true;
+    first++;
+  }
+  if (argc <= first) {
+    fprintf (stderr,
+             "usage: %s [--same-as-libnbd] BAD-SERVER [SCENARIO...]\n",
+             argv[0]);
     exit (EXIT_FAILURE);
   }
-  server = argv[1];
+  server = argv[first++];
 
-  if (argc == 2)
+  if (argc == first)
     check_coverage (server);
   for (i = 0; i < NR_EXPECTATIONS; i++) {
-    bool wanted = argc == 2;
+    bool wanted = argc == first;
 
-    for (j = 2; j < argc; j++)
+    for (j = first; j < argc; j++)
       if (strcmp (argv[j], expectations[i].scenario) == 0)
         wanted = true;
+    if (only_same_as_libnbd && !expectations[i].same_as_libnbd)
+      wanted = false;
     if (wanted)
       run (server, &expectations[i]);
   }

@@ -21,6 +21,10 @@ EXTRA_DIST += \
 
 bad_server_SOURCES = bad-server.c
 
+# The expectations table names only the fields a row needs.
+HOSTILE_CFLAGS = $(AM_CFLAGS) -Wno-missing-field-initializers
+
 hostile_replies_SOURCES = hostile-replies.c
+hostile_replies_CFLAGS = $(HOSTILE_CFLAGS)
 hostile_replies_LDFLAGS = -no-install
 hostile_replies_LDADD = $(NBDC_LIBS)
