@@ -61,12 +61,22 @@
 #define NBD_OPT_SET_META_CONTEXT    10
 
 #define NBD_REP_ACK                 1
+#define NBD_REP_SERVER              2
 #define NBD_REP_INFO                3
+#define NBD_REP_META_CONTEXT        4
 #define NBD_REP_ERR_UNSUP           (UINT32_C (1) << 31 | 1)
+#define NBD_REP_ERR_POLICY          (UINT32_C (1) << 31 | 2)
 #define NBD_REP_ERR_INVALID         (UINT32_C (1) << 31 | 3)
+#define NBD_REP_ERR_PLATFORM        (UINT32_C (1) << 31 | 4)
+#define NBD_REP_ERR_TLS_REQD        (UINT32_C (1) << 31 | 5)
+#define NBD_REP_ERR_UNKNOWN         (UINT32_C (1) << 31 | 6)
+#define NBD_REP_ERR_SHUTDOWN        (UINT32_C (1) << 31 | 7)
+#define NBD_REP_ERR_BLOCK_SIZE_REQD (UINT32_C (1) << 31 | 8)
+#define NBD_REP_ERR_TOO_BIG         (UINT32_C (1) << 31 | 9)
 
 #define NBD_INFO_EXPORT             0
 #define NBD_INFO_NAME               1
+#define NBD_INFO_BLOCK_SIZE         3
 
 #define NBD_FLAG_HAS_FLAGS          (1 << 0)
 #define NBD_FLAG_READ_ONLY          (1 << 1)
@@ -113,12 +123,66 @@ enum handshake_fault {
   HS_WRONG_OPTION_ECHOED,       /* first option reply echoes another option */
   HS_INFO_NAME_TOO_LONG,        /* NBD_INFO_NAME of 5000 bytes */
   HS_MISSING_INFO_EXPORT,       /* GO acknowledged without NBD_INFO_EXPORT */
+  HS_BAD_GREETING_MAGIC,        /* greeting does not start with NBDMAGIC */
+  HS_UNKNOWN_VERSION_MAGIC,     /* neither IHAVEOPT nor oldstyle */
+  HS_CLOSE_IN_GREETING,         /* close after 12 bytes of the greeting */
+  HS_CLOSE_IN_OPTION_REPLY,     /* close inside the first option reply */
+  HS_CLOSE_AFTER_EXPORT_NAME,   /* close on EXPORT_NAME: no such export */
+  HS_PLAIN_NEWSTYLE,            /* no FIXED_NEWSTYLE: EXPORT_NAME or EOF */
+  HS_NO_ZEROES_NOT_OFFERED,     /* fixed newstyle without NO_ZEROES */
+  HS_STRUCTURED_REPLY_SERVER,   /* NBD_REP_SERVER to STRUCTURED_REPLY */
+  HS_STRUCTURED_REPLY_ACK_DATA, /* ACK with a payload to STRUCTURED_REPLY */
+  HS_GO_ACK_DATA,               /* ACK with a payload to GO */
+  HS_INFO_EXPORT_SHORT,         /* NBD_INFO_EXPORT of length 11 */
+  HS_INFO_EXPORT_LONG,          /* NBD_INFO_EXPORT of length 13 */
+  HS_INFO_BLOCK_SIZE_SHORT,     /* NBD_INFO_BLOCK_SIZE of length 13 */
+  HS_INFO_EMPTY,                /* NBD_REP_INFO of length 0 */
+  HS_INFO_ONE_BYTE,             /* NBD_REP_INFO of length 1 */
+  HS_INFO_UNKNOWN_TYPE,         /* NBD_REP_INFO of info type 99 */
+  HS_HUGE_SIZE,                 /* export size 2^63 */
+  HS_BLOCK_MINIMUM_NOT_POWER_OF_2, /* the block sizes of block_sizes[] */
+  HS_BLOCK_MINIMUM_TOO_BIG,
+  HS_BLOCK_PREFERRED_NOT_POWER_OF_2,
+  HS_BLOCK_PREFERRED_BELOW_MINIMUM,
+  HS_BLOCK_PREFERRED_BELOW_512,
+  HS_BLOCK_MAXIMUM_BELOW_PREFERRED,
+  HS_BLOCK_UNLIMITED,
+  HS_BLOCK_1M,
+  HS_BLOCK_MAXIMUM_NOT_MULTIPLE,
+  HS_META_CONTEXT,              /* SET_META_CONTEXT selects base:allocation */
+  HS_META_CONTEXT_OTHER_NAME,   /* ... base:allocation:extra instead */
+  HS_META_CONTEXT_ERROR,        /* SET_META_CONTEXT refused (ERR_POLICY) */
+  HS_META_CONTEXT_SHORT,        /* a META_CONTEXT reply of 3 bytes */
+};
+
+/* NBD_INFO_BLOCK_SIZE (minimum, preferred, maximum) of the HS_BLOCK_*
+ * faults; the spec's rules in the NBD_INFO_BLOCK_SIZE section.
+ */
+static const struct {
+  enum handshake_fault fault;
+  uint32_t minimum, preferred, maximum;
+} block_sizes[] = {
+  { HS_BLOCK_MINIMUM_NOT_POWER_OF_2, 768, 4096, 1 << 20 },
+  { HS_BLOCK_MINIMUM_TOO_BIG, 1 << 17, 1 << 17, 1 << 20 },
+  { HS_BLOCK_PREFERRED_NOT_POWER_OF_2, 512, 6144, 1 << 20 },
+  { HS_BLOCK_PREFERRED_BELOW_MINIMUM, 4096, 2048, 1 << 20 },
+  { HS_BLOCK_PREFERRED_BELOW_512, 1, 256, 1 << 20 },
+  { HS_BLOCK_MAXIMUM_BELOW_PREFERRED, 512, 4096, 2048 },
+  { HS_BLOCK_UNLIMITED, 1, 4096, UINT32_C (0xffffffff) },
+  { HS_BLOCK_1M, 512, 4096, 1 << 20 },
+  { HS_BLOCK_MAXIMUM_NOT_MULTIPLE, 512, 4096, 1000000 },
 };
 
 /* Scenario flags. */
 #define SC_SIMPLE   (1 << 0)    /* refuse structured replies (ERR_UNSUP) */
 #define SC_OLDSTYLE (1 << 1)    /* oldstyle handshake */
 #define SC_NO_GO    (1 << 2)    /* refuse GO/INFO: client uses EXPORT_NAME */
+#define SC_MESSAGE  (1 << 3)    /* the error of SC_GO_ERROR has a message */
+/* Refuse GO/INFO with the error reply type whose low byte is that of
+ * error (NBD_REP_ERR_*, or an unknown one).
+ */
+#define SC_GO_ERROR(error) (((error) & 0xff) << 8)
+#define SC_GO_ERROR_MASK   SC_GO_ERROR (0xff)
 
 struct scenario {
   const char *name;
@@ -287,6 +351,14 @@ get_be (const unsigned char *p, size_t bytes)
 
 /* Handshake. */
 
+static uint64_t
+export_size (void)
+{
+  if (scenario->handshake_fault == HS_HUGE_SIZE)
+    return UINT64_C (1) << 63;
+  return EXPORT_SIZE;
+}
+
 static uint16_t
 transmission_flags (void)
 {
@@ -308,11 +380,163 @@ option_reply (uint32_t option, uint32_t type, uint32_t length)
       magic ^= 0x0101;
     else if (scenario->handshake_fault == HS_WRONG_OPTION_ECHOED)
       option += 100;
+    else if (scenario->handshake_fault == HS_CLOSE_IN_OPTION_REPLY) {
+      put_be64 (magic);
+      put_be32 (option);
+      flush_out ();
+      exit (EXIT_SUCCESS);
+    }
   }
   put_be64 (magic);
   put_be32 (option);
   put_be32 (type);
   put_be32 (length);
+}
+
+/* NBD_REP_ACK, with a stray payload if the scenario says so. */
+static void
+reply_ack (uint32_t option)
+{
+  if ((scenario->handshake_fault == HS_STRUCTURED_REPLY_ACK_DATA &&
+       option == NBD_OPT_STRUCTURED_REPLY) ||
+      (scenario->handshake_fault == HS_GO_ACK_DATA &&
+       option == NBD_OPT_GO)) {
+    option_reply (option, NBD_REP_ACK, 4);
+    put_be32 (0);
+  }
+  else
+    option_reply (option, NBD_REP_ACK, 0);
+}
+
+/* Reply to NBD_OPT_STRUCTURED_REPLY. */
+static void
+reply_structured_reply (uint32_t option)
+{
+  if (scenario->flags & SC_SIMPLE)
+    option_reply (option, NBD_REP_ERR_UNSUP, 0);
+  else if (scenario->handshake_fault == HS_STRUCTURED_REPLY_SERVER) {
+    option_reply (option, NBD_REP_SERVER, 4 + 4);
+    put_be32 (4);
+    put ("disk", 4);
+  }
+  else {
+    reply_ack (option);
+    structured_replies = true;
+  }
+  flush_out ();
+}
+
+/* Reply to NBD_OPT_SET_META_CONTEXT: no context, unless the scenario
+ * selects one whatever the client asked for.
+ */
+static void
+reply_meta_context (uint32_t option)
+{
+  const char *name = NULL;
+
+  switch (scenario->handshake_fault) {
+  case HS_META_CONTEXT:
+    name = "base:allocation";
+    break;
+  case HS_META_CONTEXT_OTHER_NAME:
+    name = "base:allocation:extra";
+    break;
+  case HS_META_CONTEXT_ERROR:
+    option_reply (option, NBD_REP_ERR_POLICY, 0);
+    flush_out ();
+    return;
+  case HS_META_CONTEXT_SHORT:
+    option_reply (option, NBD_REP_META_CONTEXT, 3);
+    put_fill (0, 3);
+    break;
+  default:
+    break;
+  }
+  if (name) {
+    option_reply (option, NBD_REP_META_CONTEXT, 4 + strlen (name));
+    put_be32 (1);
+    put (name, strlen (name));
+  }
+  option_reply (option, NBD_REP_ACK, 0);
+  flush_out ();
+}
+
+/* Refuse GO or INFO as the SC_GO_ERROR flags say. */
+static void
+refuse_info (uint32_t option)
+{
+  const char *msg = "bad-server: GO refused";
+  uint32_t error = UINT32_C (1) << 31 |
+    (scenario->flags & SC_GO_ERROR_MASK) >> 8;
+
+  if (scenario->flags & SC_MESSAGE) {
+    option_reply (option, error, strlen (msg));
+    put (msg, strlen (msg));
+  }
+  else
+    option_reply (option, error, 0);
+  flush_out ();
+}
+
+/* NBD_INFO_EXPORT, or one of a wrong length. */
+static void
+info_export (uint32_t option)
+{
+  uint32_t length = 12;
+
+  if (scenario->handshake_fault == HS_INFO_EXPORT_SHORT)
+    length = 11;
+  else if (scenario->handshake_fault == HS_INFO_EXPORT_LONG)
+    length = 13;
+  option_reply (option, NBD_REP_INFO, length);
+  put_be16 (NBD_INFO_EXPORT);
+  put_be64 (export_size ());
+  if (length == 11)
+    put_be (transmission_flags () >> 8, 1);
+  else
+    put_be16 (transmission_flags ());
+  if (length == 13)
+    put_fill (0, 1);
+}
+
+/* The INFO replies of the scenario that come before NBD_INFO_EXPORT. */
+static void
+extra_info (uint32_t option)
+{
+  size_t i;
+
+  for (i = 0; i < sizeof block_sizes / sizeof block_sizes[0]; i++)
+    if (block_sizes[i].fault == scenario->handshake_fault) {
+      option_reply (option, NBD_REP_INFO, 14);
+      put_be16 (NBD_INFO_BLOCK_SIZE);
+      put_be32 (block_sizes[i].minimum);
+      put_be32 (block_sizes[i].preferred);
+      put_be32 (block_sizes[i].maximum);
+    }
+
+  switch (scenario->handshake_fault) {
+  case HS_INFO_BLOCK_SIZE_SHORT:
+    option_reply (option, NBD_REP_INFO, 13);
+    put_be16 (NBD_INFO_BLOCK_SIZE);
+    put_be32 (512);
+    put_be32 (4096);
+    put_fill (0, 3);            /* maximum cut short */
+    break;
+  case HS_INFO_EMPTY:
+    option_reply (option, NBD_REP_INFO, 0);
+    break;
+  case HS_INFO_ONE_BYTE:
+    option_reply (option, NBD_REP_INFO, 1);
+    put_fill (0, 1);
+    break;
+  case HS_INFO_UNKNOWN_TYPE:
+    option_reply (option, NBD_REP_INFO, 2 + 6);
+    put_be16 (99);
+    put_fill ('u', 6);
+    break;
+  default:
+    break;
+  }
 }
 
 /* Reply to NBD_OPT_INFO or NBD_OPT_GO; returns false if it was refused. */
@@ -324,6 +548,10 @@ reply_info (uint32_t option, const unsigned char *data, uint32_t length)
   if (scenario->flags & SC_NO_GO) {
     option_reply (option, NBD_REP_ERR_UNSUP, 0);
     flush_out ();
+    return false;
+  }
+  if (scenario->flags & SC_GO_ERROR_MASK) {
+    refuse_info (option);
     return false;
   }
 
@@ -351,13 +579,10 @@ reply_info (uint32_t option, const unsigned char *data, uint32_t length)
     break;
   }
 
-  if (scenario->handshake_fault != HS_MISSING_INFO_EXPORT) {
-    option_reply (option, NBD_REP_INFO, 12);
-    put_be16 (NBD_INFO_EXPORT);
-    put_be64 (EXPORT_SIZE);
-    put_be16 (transmission_flags ());
-  }
-  option_reply (option, NBD_REP_ACK, 0);
+  extra_info (option);
+  if (scenario->handshake_fault != HS_MISSING_INFO_EXPORT)
+    info_export (option);
+  reply_ack (option);
   flush_out ();
   return true;
 
@@ -372,10 +597,50 @@ handshake_oldstyle (void)
 {
   put_be64 (NBD_MAGIC);
   put_be64 (NBD_OLDSTYLE_MAGIC);
-  put_be64 (EXPORT_SIZE);
+  put_be64 (export_size ());
   put_be32 (transmission_flags ());
   put_fill (0, 124);
   flush_out ();
+}
+
+/* A greeting that goes wrong: a bad magic, or EOF in the middle. */
+static void
+bad_greeting (void)
+{
+  switch (scenario->handshake_fault) {
+  case HS_BAD_GREETING_MAGIC:
+    put ("NBDMAGIX", 8);
+    put_be64 (NBD_OPTS_MAGIC);
+    put_be16 (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    break;
+  case HS_UNKNOWN_VERSION_MAGIC:
+    put_be64 (NBD_MAGIC);
+    put ("IHAVEOPU", 8);
+    put_be16 (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+    break;
+  case HS_CLOSE_IN_GREETING:
+    put_be64 (NBD_MAGIC);
+    put ("IHAV", 4);
+    flush_out ();
+    exit (EXIT_SUCCESS);
+  default:
+    return;
+  }
+  flush_out ();
+  wait_for_eof ();
+}
+
+static uint16_t
+handshake_flags (void)
+{
+  switch (scenario->handshake_fault) {
+  case HS_PLAIN_NEWSTYLE:
+    return 0;
+  case HS_NO_ZEROES_NOT_OFFERED:
+    return NBD_FLAG_FIXED_NEWSTYLE;
+  default:
+    return NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES;
+  }
 }
 
 static void
@@ -383,15 +648,20 @@ handshake_newstyle (void)
 {
   unsigned char buf[16];
   unsigned char *data;
-  uint32_t option, length;
+  uint32_t option, length, client_flags;
 
+  bad_greeting ();
   put_be64 (NBD_MAGIC);
   put_be64 (NBD_OPTS_MAGIC);
-  put_be16 (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  put_be16 (handshake_flags ());
   flush_out ();
 
+  /* The client sets only flags the server offered. */
   read_all (buf, 4);
-  no_zeroes = get_be (buf, 4) & NBD_FLAG_C_NO_ZEROES;
+  client_flags = get_be (buf, 4);
+  if (client_flags & ~handshake_flags ())
+    fail ("client flags the server did not offer");
+  no_zeroes = client_flags & NBD_FLAG_C_NO_ZEROES;
 
   for (;;) {
     read_all (buf, 16);
@@ -408,10 +678,17 @@ handshake_newstyle (void)
       fail ("out of memory");
     read_all (data, length);
 
+    /* A plain newstyle server knows no other option: it hangs up. */
+    if (scenario->handshake_fault == HS_PLAIN_NEWSTYLE &&
+        option != NBD_OPT_EXPORT_NAME)
+      exit (EXIT_SUCCESS);
+
     switch (option) {
     case NBD_OPT_EXPORT_NAME:
       free (data);
-      put_be64 (EXPORT_SIZE);
+      if (scenario->handshake_fault == HS_CLOSE_AFTER_EXPORT_NAME)
+        exit (EXIT_SUCCESS);
+      put_be64 (export_size ());
       put_be16 (transmission_flags ());
       if (!no_zeroes)
         put_fill (0, 124);
@@ -422,17 +699,10 @@ handshake_newstyle (void)
       flush_out ();
       exit (EXIT_SUCCESS);
     case NBD_OPT_STRUCTURED_REPLY:
-      if (scenario->flags & SC_SIMPLE)
-        option_reply (option, NBD_REP_ERR_UNSUP, 0);
-      else {
-        option_reply (option, NBD_REP_ACK, 0);
-        structured_replies = true;
-      }
-      flush_out ();
+      reply_structured_reply (option);
       break;
     case NBD_OPT_SET_META_CONTEXT:
-      option_reply (option, NBD_REP_ACK, 0);  /* no contexts */
-      flush_out ();
+      reply_meta_context (option);
       break;
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
@@ -968,6 +1238,156 @@ static const struct scenario scenarios[] = {
   { "close-in-handshake",
     "closes after the first option request",
     0, HS_CLOSE, NULL },
+  { "bad-greeting-magic",
+    "greeting starts NBDMAGIX",
+    0, HS_BAD_GREETING_MAGIC, NULL },
+  { "unknown-version-magic",
+    "NBDMAGIC, then neither IHAVEOPT nor oldstyle",
+    0, HS_UNKNOWN_VERSION_MAGIC, NULL },
+  { "close-in-greeting",
+    "closes after 12 bytes of the greeting",
+    0, HS_CLOSE_IN_GREETING, NULL },
+  { "close-in-option-reply",
+    "closes after 12 bytes of the first option reply",
+    0, HS_CLOSE_IN_OPTION_REPLY, NULL },
+  { "close-after-export-name",
+    "refuses GO, then closes on EXPORT_NAME (no such export)",
+    SC_NO_GO, HS_CLOSE_AFTER_EXPORT_NAME, NULL },
+  { "plain-newstyle",
+    "newstyle without FIXED_NEWSTYLE: closes on any option but EXPORT_NAME",
+    0, HS_PLAIN_NEWSTYLE, NULL },
+  { "no-zeroes-not-offered",
+    "refuses GO, no NO_ZEROES: 124 zeroes after EXPORT_NAME",
+    SC_NO_GO, HS_NO_ZEROES_NOT_OFFERED, NULL },
+  { "go-err-policy",
+    "refuses GO with NBD_REP_ERR_POLICY",
+    SC_GO_ERROR (NBD_REP_ERR_POLICY), HS_NONE, NULL },
+  { "go-err-policy-message",
+    "refuses GO with NBD_REP_ERR_POLICY and a message",
+    SC_GO_ERROR (NBD_REP_ERR_POLICY) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-invalid",
+    "refuses GO with NBD_REP_ERR_INVALID",
+    SC_GO_ERROR (NBD_REP_ERR_INVALID), HS_NONE, NULL },
+  { "go-err-invalid-message",
+    "refuses GO with NBD_REP_ERR_INVALID and a message",
+    SC_GO_ERROR (NBD_REP_ERR_INVALID) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-platform",
+    "refuses GO with NBD_REP_ERR_PLATFORM",
+    SC_GO_ERROR (NBD_REP_ERR_PLATFORM), HS_NONE, NULL },
+  { "go-err-platform-message",
+    "refuses GO with NBD_REP_ERR_PLATFORM and a message",
+    SC_GO_ERROR (NBD_REP_ERR_PLATFORM) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-tls-reqd",
+    "refuses GO with NBD_REP_ERR_TLS_REQD",
+    SC_GO_ERROR (NBD_REP_ERR_TLS_REQD), HS_NONE, NULL },
+  { "go-err-tls-reqd-message",
+    "refuses GO with NBD_REP_ERR_TLS_REQD and a message",
+    SC_GO_ERROR (NBD_REP_ERR_TLS_REQD) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-unknown",
+    "refuses GO with NBD_REP_ERR_UNKNOWN",
+    SC_GO_ERROR (NBD_REP_ERR_UNKNOWN), HS_NONE, NULL },
+  { "go-err-unknown-message",
+    "refuses GO with NBD_REP_ERR_UNKNOWN and a message",
+    SC_GO_ERROR (NBD_REP_ERR_UNKNOWN) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-shutdown",
+    "refuses GO with NBD_REP_ERR_SHUTDOWN",
+    SC_GO_ERROR (NBD_REP_ERR_SHUTDOWN), HS_NONE, NULL },
+  { "go-err-shutdown-message",
+    "refuses GO with NBD_REP_ERR_SHUTDOWN and a message",
+    SC_GO_ERROR (NBD_REP_ERR_SHUTDOWN) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-block-size-reqd",
+    "refuses GO with NBD_REP_ERR_BLOCK_SIZE_REQD",
+    SC_GO_ERROR (NBD_REP_ERR_BLOCK_SIZE_REQD), HS_NONE, NULL },
+  { "go-err-block-size-reqd-message",
+    "refuses GO with NBD_REP_ERR_BLOCK_SIZE_REQD and a message",
+    SC_GO_ERROR (NBD_REP_ERR_BLOCK_SIZE_REQD) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-too-big",
+    "refuses GO with NBD_REP_ERR_TOO_BIG",
+    SC_GO_ERROR (NBD_REP_ERR_TOO_BIG), HS_NONE, NULL },
+  { "go-err-too-big-message",
+    "refuses GO with NBD_REP_ERR_TOO_BIG and a message",
+    SC_GO_ERROR (NBD_REP_ERR_TOO_BIG) | SC_MESSAGE, HS_NONE, NULL },
+  { "go-err-0x63",
+    "refuses GO with the unknown error 0x80000063",
+    SC_GO_ERROR (0x63), HS_NONE, NULL },
+  { "go-err-0x63-message",
+    "refuses GO with the unknown error 0x80000063 and a message",
+    SC_GO_ERROR (0x63) | SC_MESSAGE, HS_NONE, NULL },
+  { "structured-reply-server",
+    "NBD_REP_SERVER in reply to STRUCTURED_REPLY",
+    0, HS_STRUCTURED_REPLY_SERVER, NULL },
+  { "structured-reply-ack-data",
+    "ACK with a 4-byte payload to STRUCTURED_REPLY",
+    0, HS_STRUCTURED_REPLY_ACK_DATA, NULL },
+  { "go-ack-data",
+    "ACK with a 4-byte payload to GO",
+    0, HS_GO_ACK_DATA, NULL },
+  { "info-export-short",
+    "NBD_INFO_EXPORT of length 11",
+    0, HS_INFO_EXPORT_SHORT, NULL },
+  { "info-export-long",
+    "NBD_INFO_EXPORT of length 13",
+    0, HS_INFO_EXPORT_LONG, NULL },
+  { "info-block-size-short",
+    "NBD_INFO_BLOCK_SIZE of length 13",
+    0, HS_INFO_BLOCK_SIZE_SHORT, NULL },
+  { "info-empty",
+    "NBD_REP_INFO of length 0",
+    0, HS_INFO_EMPTY, NULL },
+  { "info-one-byte",
+    "NBD_REP_INFO of length 1",
+    0, HS_INFO_ONE_BYTE, NULL },
+  { "info-unknown-type",
+    "NBD_REP_INFO of unknown info type 99",
+    0, HS_INFO_UNKNOWN_TYPE, NULL },
+  { "huge-size",
+    "NBD_INFO_EXPORT with size 2^63",
+    0, HS_HUGE_SIZE, NULL },
+  { "huge-size-no-go",
+    "refuses GO, EXPORT_NAME reply with size 2^63",
+    SC_NO_GO, HS_HUGE_SIZE, NULL },
+  { "huge-size-oldstyle",
+    "oldstyle with size 2^63",
+    SC_OLDSTYLE, HS_HUGE_SIZE, NULL },
+  { "block-minimum-not-power-of-2",
+    "block sizes 768, 4096, 1M",
+    0, HS_BLOCK_MINIMUM_NOT_POWER_OF_2, NULL },
+  { "block-minimum-too-big",
+    "block sizes 128K, 128K, 1M",
+    0, HS_BLOCK_MINIMUM_TOO_BIG, NULL },
+  { "block-preferred-not-power-of-2",
+    "block sizes 512, 6144, 1M",
+    0, HS_BLOCK_PREFERRED_NOT_POWER_OF_2, NULL },
+  { "block-preferred-below-minimum",
+    "block sizes 4096, 2048, 1M",
+    0, HS_BLOCK_PREFERRED_BELOW_MINIMUM, NULL },
+  { "block-preferred-below-512",
+    "block sizes 1, 256, 1M",
+    0, HS_BLOCK_PREFERRED_BELOW_512, NULL },
+  { "block-maximum-below-preferred",
+    "block sizes 512, 4096, 2048",
+    0, HS_BLOCK_MAXIMUM_BELOW_PREFERRED, NULL },
+  { "block-unlimited",
+    "block sizes 1, 4096, 0xffffffff",
+    0, HS_BLOCK_UNLIMITED, NULL },
+  { "block-1m",
+    "block sizes 512, 4096, 1M",
+    0, HS_BLOCK_1M, NULL },
+  { "block-maximum-not-multiple",
+    "block sizes 512, 4096, 1000000",
+    0, HS_BLOCK_MAXIMUM_NOT_MULTIPLE, NULL },
+  { "meta-context",
+    "SET_META_CONTEXT selects base:allocation",
+    0, HS_META_CONTEXT, NULL },
+  { "meta-context-other-name",
+    "SET_META_CONTEXT selects base:allocation:extra",
+    0, HS_META_CONTEXT_OTHER_NAME, NULL },
+  { "meta-context-error",
+    "SET_META_CONTEXT refused with ERR_POLICY",
+    0, HS_META_CONTEXT_ERROR, NULL },
+  { "meta-context-short",
+    "a META_CONTEXT reply of 3 bytes",
+    0, HS_META_CONTEXT_SHORT, NULL },
 };
 
 #define NR_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
