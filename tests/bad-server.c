@@ -656,6 +656,30 @@ two_data_chunks (const struct request *req)
   flush_out ();
 }
 
+/* With DF the server may send one content chunk only: a hole and data,
+ * or two holes, break that even though they cover the request.
+ */
+static void
+df_hole_and_data (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  hole_chunk (0, req->cookie, req->offset, half);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + half,
+              req->count - half);
+  flush_out ();
+}
+
+static void
+df_two_holes (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  hole_chunk (0, req->cookie, req->offset + half, req->count - half);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half);
+  flush_out ();
+}
+
 static void
 none_not_alone (const struct request *req)
 {
@@ -893,6 +917,12 @@ static const struct scenario scenarios[] = {
   { "df-two-data",
     "two data chunks although the client sent DF",
     0, HS_NONE, two_data_chunks },
+  { "df-hole-and-data",
+    "a hole chunk and a data chunk although the client sent DF",
+    0, HS_NONE, df_hole_and_data },
+  { "df-two-holes",
+    "two hole chunks although the client sent DF",
+    0, HS_NONE, df_two_holes },
   { "none-not-alone",
     "a data chunk, then a NONE chunk with DONE",
     0, HS_NONE, none_not_alone },

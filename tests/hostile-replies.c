@@ -180,6 +180,10 @@ static const struct expectation expectations[] = {
     "success needs the whole request covered" },
   { "df-two-data", false, DF, FAILS_USABLE, EPROTO, ANY,
     "with DF, at most one content chunk" },
+  { "df-hole-and-data", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even a hole and data" },
+  { "df-two-holes", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even two holes" },
   { "error-offset-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
     "an ERROR_OFFSET offset must lie inside the request" },
 
