@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -95,6 +96,7 @@
 #define EXPORT_SIZE                 (1024 * 1024)
 #define MAX_OPTION_LENGTH           65536
 #define SAFETY_TIMEOUT_SECONDS      60
+#define ERROR_STREAM_SECONDS        4   /* times $NBDC_SLOWDOWN */
 
 struct request {
   uint16_t flags;
@@ -777,6 +779,44 @@ error_offset_outside (const struct request *req)
   flush_out ();
 }
 
+/* Seconds since an arbitrary fixed point. */
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Error chunks without DONE as fast as the client takes them, for a few
+ * seconds (longer under valgrind: $NBDC_SLOWDOWN), then one with DONE.
+ * Each is well-formed; together they try to keep the client in nbd_poll.
+ */
+static void
+error_stream (const struct request *req)
+{
+  const char *slowdown = getenv ("NBDC_SLOWDOWN");
+  double end = now () + ERROR_STREAM_SECONDS *
+    (slowdown && atoi (slowdown) > 1 ? atoi (slowdown) : 1);
+  int sndbuf = 4 * 1024 * 1024;
+  unsigned i;
+
+  /* Short chunks, built once and written again and again into a large
+   * socket buffer, so that the socket stays full however fast the client
+   * reads.
+   */
+  (void) setsockopt (out_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  for (i = 0; i < 65536; i++)
+    error_chunk (0, NBD_REPLY_TYPE_ERROR, req->cookie, NBD_EIO, "");
+  while (now () < end)
+    write_all (out_buf, out_len);
+  out_len = 0;
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: the last error");
+  flush_out ();
+}
+
 static void
 unknown_chunk_type (const struct request *req)
 {
@@ -950,6 +990,9 @@ static const struct scenario scenarios[] = {
   { "error-offset-outside",
     "ERROR_OFFSET with an offset outside the request",
     0, HS_NONE, error_offset_outside },
+  { "error-stream",
+    "EIO error chunks without DONE for seconds, then one with DONE",
+    0, HS_NONE, error_stream },
   { "unknown-chunk-type",
     "a chunk of non-error type 77, then the data",
     0, HS_NONE, unknown_chunk_type },
