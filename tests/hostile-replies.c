@@ -44,6 +44,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <libnbd.h>
 
@@ -51,6 +56,11 @@
 #define READ_COUNT        16384
 #define SECOND_OFFSET     131072
 #define SECOND_COUNT      4096
+#define EXPORT_SIZE       (1024 * 1024) /* bad-server's */
+#define MANY_READS        20000  /* in flight at once: see many-in-flight */
+#define MANY_MAX_COUNT    700    /* their lengths: 1 to this */
+#define MANY_SOCKET_BUFFER 16384 /* SO_SNDBUF, SO_RCVBUF: sends block early */
+#define MANY_SEGMENT      100    /* TCP_MAXSEG: sends are cut anywhere */
 #define GUARD             64     /* canary bytes either side of a buffer */
 #define CANARY            0xa5
 #define POLL_TIMEOUT_MS   1000
@@ -86,6 +96,8 @@ struct expectation {
   const char *rule;
   bool bounded_poll;            /* every nbd_poll (h, BOUNDED_POLL_MS)
                                    returns within BOUNDED_POLL_LIMIT */
+  unsigned reads;               /* if > 1: this many reads in flight at
+                                   once instead of the first read */
 };
 
 #define DF LIBNBD_CMD_FLAG_DF
@@ -115,6 +127,12 @@ static const struct expectation expectations[] = {
   { "oldstyle", false, 0, WORKS, 0, ANY, "oldstyle handshake" },
   { "none-not-alone", false, 0, WORKS, 0, ANY,
     "NONE is always acceptable as the final chunk" },
+  { "many-in-flight", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, sent in part, answered out of order",
+    .reads = MANY_READS },
+  { "many-in-flight-simple", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, simple replies packed back to back",
+    .reads = MANY_READS },
 
   /* The server closed cleanly between replies: in-flight commands fail,
    * but nothing was violated (libnbd 1.14: CLOSED, nbd_poll succeeds).
@@ -450,6 +468,55 @@ read_done (struct nbd_handle *h, void *arg)
   return rs->completion_calls > 0;
 }
 
+/* Start the server command on one end of a TCP loopback connection with
+ * small socket buffers and segments and connect h to the other: requests
+ * then fill the socket early and a sendmsg goes out in part, cut anywhere
+ * (a Unix socket takes each small sendmsg whole or not at all, and so does
+ * TCP mostly, unless its segments are short).  Returns the server's pid,
+ * or -1.
+ */
+static pid_t
+connect_tcp (struct nbd_handle *h, char **argv)
+{
+  struct sockaddr_in addr = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+  socklen_t len = sizeof addr;
+  int size = MANY_SOCKET_BUFFER, segment = MANY_SEGMENT;
+  int listener, client = -1, server = -1;
+  pid_t pid = -1;
+
+  listener = socket (AF_INET, SOCK_STREAM, 0);
+  if (listener == -1 ||
+      setsockopt (listener, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) ||
+      bind (listener, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      listen (listener, 1) == -1 ||
+      getsockname (listener, (struct sockaddr *) &addr, &len) == -1 ||
+      (client = socket (AF_INET, SOCK_STREAM, 0)) == -1 ||
+      setsockopt (client, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) ||
+      setsockopt (client, IPPROTO_TCP, TCP_MAXSEG, &segment,
+                  sizeof segment) ||
+      connect (client, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      (server = accept (listener, NULL, NULL)) == -1 ||
+      (pid = fork ()) == -1) {
+    perror ("connect_tcp");
+    exit (EXIT_FAILURE);
+  }
+  if (pid == 0) {
+    dup2 (server, STDIN_FILENO);
+    dup2 (server, STDOUT_FILENO);
+    close (server);
+    close (client);
+    close (listener);
+    execv (argv[0], argv);
+    _exit (127);
+  }
+  close (server);
+  close (listener);
+  if (nbd_aio_connect_socket (h, client) == -1)
+    return -1;
+  return pid;
+}
+
 static bool
 connect_done (struct nbd_handle *h, void *arg)
 {
@@ -460,11 +527,9 @@ connect_done (struct nbd_handle *h, void *arg)
  * handle is closed, as the library may write into it until then.
  */
 static void
-do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
-         size_t count, uint32_t flags, int timeout_ms)
+issue_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+            size_t count, uint32_t flags)
 {
-  int r;
-
   rs->offset = offset;
   rs->count = count;
   rs->alloc = malloc (count + 2 * GUARD);
@@ -485,16 +550,32 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
     rs->result = -1;
     rs->error = nbd_get_errno ();
     rs->message = copy_error ();
-    return;
   }
+}
 
-  rs->hung = !drive (h, read_done, rs, timeout_ms, &rs->poll);
+/* Retire a read that completed (or find that it did not). */
+static void
+retire_read (struct nbd_handle *h, struct read_state *rs)
+{
+  int r;
+
   r = nbd_aio_command_completed (h, rs->cookie);
   rs->result = r;
   if (r == -1) {
     rs->error = nbd_get_errno ();
     rs->message = copy_error ();
   }
+}
+
+static void
+do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+         size_t count, uint32_t flags, int timeout_ms)
+{
+  issue_read (h, rs, offset, count, flags);
+  if (rs->cookie == -1)
+    return;
+  rs->hung = !drive (h, read_done, rs, timeout_ms, &rs->poll);
+  retire_read (h, rs);
 }
 
 /* A failed read must leave an error message (nbd_get_error). */
@@ -520,6 +601,68 @@ second_read (struct nbd_handle *h, struct read_state *rs)
   if (!read_verified (rs))
     printf ("# second read: result %d: %s\n", rs->result,
             rs->message ? rs->message : "wrong data");
+}
+
+/* Many reads in flight at once. */
+struct many_reads {
+  struct read_state *reads;
+  unsigned n;
+  struct poll_log poll;
+  bool hung;
+};
+
+static bool
+nothing_in_flight (struct nbd_handle *h, void *arg)
+{
+  return nbd_aio_in_flight (h) == 0;
+}
+
+/* Issue n reads of 1 to MANY_MAX_COUNT bytes all over the export before
+ * any reply can come, so that the cookie table grows and the requests
+ * fill the socket (see connect_tcp), wait for all of them and retire each.
+ */
+static void
+do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n)
+{
+  unsigned i;
+
+  m->reads = calloc (n, sizeof *m->reads);
+  if (m->reads == NULL) {
+    perror ("calloc");
+    exit (EXIT_FAILURE);
+  }
+  m->n = n;
+  for (i = 0; i < n; i++)
+    issue_read (h, &m->reads[i],
+                i * UINT64_C (104729) % (EXPORT_SIZE - MANY_MAX_COUNT),
+                1 + i * 7919u % MANY_MAX_COUNT, 0);
+  m->hung = !drive (h, nothing_in_flight, NULL, POLL_TIMEOUT_MS, &m->poll);
+  for (i = 0; i < n; i++)
+    if (m->reads[i].cookie != -1)
+      retire_read (h, &m->reads[i]);
+}
+
+/* Did every read complete once, successfully, with the right data? */
+static bool
+many_verified (const struct many_reads *m)
+{
+  unsigned i, failed = 0;
+
+  for (i = 0; i < m->n; i++)
+    if (!read_verified (&m->reads[i]))
+      failed++;
+  if (failed || m->hung || m->poll.message)
+    printf ("# %u of %u reads failed%s%s%s\n", failed, m->n,
+            m->hung ? ", hung" : "", m->poll.message ? ": " : "",
+            m->poll.message ? m->poll.message : "");
+  for (i = 0; i < m->n && failed; i++)
+    if (!read_verified (&m->reads[i])) {
+      printf ("# first failed: read %u [%" PRIu64 ", +%zu): %s\n", i,
+              m->reads[i].offset, m->reads[i].count,
+              m->reads[i].message ? m->reads[i].message : "wrong data");
+      break;
+    }
+  return failed == 0 && !m->hung && m->poll.message == NULL;
 }
 
 /* Everything the library must get right whatever the outcome: returns a
@@ -637,6 +780,17 @@ report_new_command (const char *name, const struct read_state *rs)
     printf ("# %s: a new command was accepted\n", name);
 }
 
+static const char *
+many_hygiene (const struct many_reads *m)
+{
+  const char *problem = NULL;
+  unsigned i;
+
+  for (i = 0; i < m->n && problem == NULL; i++)
+    problem = hygiene (&m->reads[i]);
+  return problem;
+}
+
 static void
 free_read (struct read_state *rs)
 {
@@ -650,12 +804,14 @@ run (const char *server, const struct expectation *e)
 {
   struct nbd_handle *h;
   struct read_state first = { 0 }, second = { 0 };
+  struct many_reads many = { 0 };
   struct poll_log connect_log = { 0 };
   char *argv[4];
   char *connect_message = NULL;
   char name[128];
   const char *problem;
   bool connected, hung;
+  pid_t server_pid = 0;
   int argc = 0;
 
   snprintf (name, sizeof name, "%s%s%s", e->scenario,
@@ -672,7 +828,8 @@ run (const char *server, const struct expectation *e)
     exit (EXIT_FAILURE);
   }
 
-  if (nbd_aio_connect_command (h, argv) == -1) {
+  if (e->reads > 1 ? (server_pid = connect_tcp (h, argv)) == -1
+      : nbd_aio_connect_command (h, argv) == -1) {
     connect_message = copy_error ();
     hung = false;
   }
@@ -697,6 +854,12 @@ run (const char *server, const struct expectation *e)
     printf ("# %s: connected\n", name);
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
+  else if (e->reads > 1) {
+    do_many_reads (h, &many, e->reads);
+    second_read (h, &second);
+    tap (many_verified (&many) && read_verified (&second), "%s: %s (%s)",
+         name, outcome_name (e->outcome), e->rule);
+  }
   else {
     do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags,
              e->bounded_poll ? BOUNDED_POLL_MS : POLL_TIMEOUT_MS);
@@ -714,15 +877,23 @@ run (const char *server, const struct expectation *e)
   }
 
   nbd_close (h);
+  if (server_pid > 0)
+    waitpid (server_pid, NULL, 0);
 
   problem = hygiene (&first);
   if (problem == NULL)
     problem = hygiene (&second);
+  if (problem == NULL)
+    problem = many_hygiene (&many);
   tap (problem == NULL, "%s: callbacks, .free and buffer bounds%s%s", name,
        problem ? ": " : "", problem ? problem : "");
 
   free_read (&first);
   free_read (&second);
+  for (unsigned i = 0; i < many.n; i++)
+    free_read (&many.reads[i]);
+  free (many.reads);
+  free (many.poll.message);
   free (connect_message);
 }
 
