@@ -5,16 +5,20 @@
  * For each scenario of bad-server (see bad-server --list) it connects with
  * nbd_aio_connect_command, issues nbd_aio_pread_structured and drives the
  * handle with nbd_poll, giving up after a bounded idle time so that a hang
- * is a failure.  It checks the outcome the strict reply validation of
- * libnbdc(3) promises:
+ * is a failure.  Each expectation names the one outcome the strict reply
+ * validation of libnbdc(3) promises:
  *
  *   works        connect, read and verify the data;
- *   fails-errno  the read fails with the server's error, the handle stays
- *                usable and a second read returns the right data;
- *   fails-dead   the read fails and the handle is dead or closed (the
- *                stream cannot be trusted any more);
- *   fails        the read fails; the handle may die, or stay usable and
- *                then a second read returns the right data;
+ *   fails-usable the read fails with errno E (the server's error, or
+ *                EPROTO for a broken rule), the handle stays usable and a
+ *                second read returns the right data;
+ *   dies         the handle dies: nbd_poll fails with errno E (EPROTO for
+ *                a protocol violation, ECONNRESET for EOF inside a reply),
+ *                the read fails with ENOTCONN, nbd_aio_is_dead is true and
+ *                a new command fails with EINVAL;
+ *   closes       the server closed between replies: the handle is CLOSED
+ *                (not dead), nbd_poll did not fail, the read fails with
+ *                ENOTCONN and a new command fails with EINVAL;
  *   no-connect   the connection fails with an error message.
  *
  * and, for every scenario: each callback's .free runs exactly once and no
@@ -39,6 +43,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <libnbd.h>
 
@@ -46,22 +56,29 @@
 #define READ_COUNT        16384
 #define SECOND_OFFSET     131072
 #define SECOND_COUNT      4096
+#define EXPORT_SIZE       (1024 * 1024) /* bad-server's */
+#define MANY_READS        20000  /* in flight at once: see many-in-flight */
+#define MANY_MAX_COUNT    700    /* their lengths: 1 to this */
+#define MANY_SOCKET_BUFFER 16384 /* SO_SNDBUF, SO_RCVBUF: sends block early */
+#define MANY_SEGMENT      100    /* TCP_MAXSEG: sends are cut anywhere */
 #define GUARD             64     /* canary bytes either side of a buffer */
 #define CANARY            0xa5
 #define POLL_TIMEOUT_MS   1000
-#define MAX_IDLE_POLLS    20     /* seconds without any event: a hang */
-#define MAX_POLLS         100000 /* events without completion: a loop */
+#define MAX_IDLE_MS       20000  /* no event for so long: a hang */
+#define MAX_POLLS         1000000 /* events without completion: a loop */
+#define BOUNDED_POLL_MS   100    /* nbd_poll timeout of bounded_poll rows */
+#define BOUNDED_POLL_LIMIT 1.0   /* seconds, times $NBDC_SLOWDOWN */
 
-enum outcome { WORKS, FAILS_ERRNO, FAILS_DEAD, FAILS, NO_CONNECT };
+enum outcome { WORKS, FAILS_USABLE, DIES, CLOSES, NO_CONNECT };
 
 static const char *
 outcome_name (enum outcome outcome)
 {
   switch (outcome) {
   case WORKS: return "works";
-  case FAILS_ERRNO: return "fails with the server's error, handle usable";
-  case FAILS_DEAD: return "fails, handle dead";
-  case FAILS: return "fails";
+  case FAILS_USABLE: return "fails, handle usable";
+  case DIES: return "handle dies";
+  case CLOSES: return "handle closed";
   case NO_CONNECT: return "connect fails";
   }
   abort ();
@@ -72,10 +89,15 @@ struct expectation {
   bool trickle;                 /* bad-server --trickle */
   uint32_t flags;               /* command flags of the first read */
   enum outcome outcome;
-  int error;                    /* errno for FAILS_ERRNO */
+  int error;                    /* errno of the read (FAILS_USABLE) or of
+                                   the failed nbd_poll (DIES) */
   int error_chunks;             /* LIBNBD_READ_ERROR calls: 0, 1 (at
                                    ERROR_OFFSET) or ANY */
   const char *rule;
+  bool bounded_poll;            /* every nbd_poll (h, BOUNDED_POLL_MS)
+                                   returns within BOUNDED_POLL_LIMIT */
+  unsigned reads;               /* if > 1: this many reads in flight at
+                                   once instead of the first read */
 };
 
 #define DF LIBNBD_CMD_FLAG_DF
@@ -87,6 +109,11 @@ struct expectation {
 /* The rules come from the NBD protocol specification (doc/proto.md,
  * "Structured reply types" and NBD_CMD_READ).
  */
+/* A row lists the first seven fields; the ones after them are named where
+ * a row needs them and zero elsewhere.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct expectation expectations[] = {
   /* Correct servers. */
   { "good", false, 0, WORKS, 0, ANY,
@@ -100,98 +127,114 @@ static const struct expectation expectations[] = {
   { "oldstyle", false, 0, WORKS, 0, ANY, "oldstyle handshake" },
   { "none-not-alone", false, 0, WORKS, 0, ANY,
     "NONE is always acceptable as the final chunk" },
+  { "many-in-flight", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, sent in part, answered out of order",
+    .reads = MANY_READS },
+  { "many-in-flight-simple", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, simple replies packed back to back",
+    .reads = MANY_READS },
 
-  /* The stream cannot be trusted any more: EOF, a bad magic, a cookie not
-   * in flight, a length nothing can hold, the wrong kind of reply.  And
-   * what the spec answers with "the client MUST initiate a hard
-   * disconnect": an unknown or unexpected non-error chunk type, an error
-   * message length past the payload, inconsistent contents (a payload
-   * length wrong for the type, a zero hole size, NONE without DONE).
+  /* The server closed cleanly between replies: in-flight commands fail,
+   * but nothing was violated (libnbd 1.14: CLOSED, nbd_poll succeeds).
    */
-  { "close-before-reply", false, 0, FAILS_DEAD, 0, ANY,
+  { "close-before-reply", false, 0, CLOSES, 0, ANY,
     "EOF with a command in flight fails it" },
-  { "close-mid-data", false, 0, FAILS_DEAD, 0, ANY,
-    "EOF inside a chunk fails the command" },
-  { "close-mid-data", true, 0, FAILS_DEAD, 0, ANY,
-    "EOF inside a chunk fails the command" },
-  { "bad-magic", false, 0, FAILS_DEAD, 0, ANY,
-    "a reply with a wrong magic kills the handle" },
-  { "unknown-cookie", false, 0, FAILS_DEAD, 0, ANY,
-    "a reply to a cookie not in flight kills the handle" },
-  { "huge-length", false, 0, FAILS_DEAD, 0, ANY,
-    "a data payload longer than the request kills the handle" },
-  { "huge-length", true, 0, FAILS_DEAD, 0, ANY,
-    "a data payload longer than the request kills the handle" },
-  { "structured-when-simple", false, 0, FAILS_DEAD, 0, ANY,
-    "no structured chunk unless structured replies were negotiated" },
-  { "unknown-chunk-type", false, 0, FAILS_DEAD, 0, ANY,
-    "an unknown non-error chunk type: hard disconnect" },
-  { "block-status-for-read", false, 0, FAILS_DEAD, 0, ANY,
-    "an unexpected non-error chunk type: hard disconnect" },
-  { "data-empty", false, 0, FAILS_DEAD, 0, ANY,
-    "a data chunk payload is at least 9 bytes" },
-  { "hole-bad-length", false, 0, FAILS_DEAD, 0, ANY,
-    "a hole chunk payload is exactly 12 bytes" },
-  { "hole-zero", false, 0, FAILS_DEAD, 0, ANY,
-    "a hole size must be non-zero" },
-  { "none-without-done", false, 0, FAILS_DEAD, 0, ANY,
-    "a NONE chunk always has the DONE flag" },
-  { "error-bad-length", false, 0, FAILS_DEAD, 0, ANY,
-    "an error message longer than the payload: hard disconnect" },
 
-  /* Invalid chunks, for which the spec lets the client choose ("MAY
-   * initiate a hard disconnect"): the read fails; the handle may die, or
-   * stay usable and then must read correctly.  error-zero and
-   * error-long-message are error chunks with a bad field: the reply is an
-   * error anyway, so they are here too (libnbd 1.14 keeps the handle after
-   * error-zero).  A simple reply to a READ after structured replies were
-   * negotiated is forbidden even for an error.
+  /* The stream cannot be trusted any more: EOF inside a reply, a bad
+   * magic, a cookie not in flight, a length nothing can hold, the wrong
+   * kind of reply.  And what the spec answers with "the client MUST
+   * initiate a hard disconnect": an unknown or unexpected non-error chunk
+   * type, an error message length past the payload, inconsistent contents
+   * (a payload length wrong for the type, a zero hole size, NONE without
+   * DONE).  libnbd 1.14 kills the handle in all of these too.
    */
-  { "chunk-outside", false, 0, FAILS, 0, ANY,
-    "a data chunk must lie inside the request" },
-  { "chunk-past-end", false, 0, FAILS, 0, ANY,
-    "a data chunk must lie inside the request" },
-  { "hole-outside", false, 0, FAILS, 0, ANY,
-    "a hole chunk must lie inside the request" },
-  { "chunk-overlap", false, 0, FAILS, 0, ANY,
-    "data chunks must not overlap" },
-  { "chunk-overlap", true, 0, FAILS, 0, ANY,
-    "data chunks must not overlap" },
-  { "overlap-sums-to-length", false, 0, FAILS, 0, ANY,
-    "success needs the whole request covered, not a byte count" },
-  { "data-hole-overlap", false, 0, FAILS, 0, ANY,
-    "data and hole chunks must not overlap" },
-  { "short-coverage", false, 0, FAILS, 0, ANY,
-    "success needs the whole request covered" },
-  { "df-two-data", false, DF, FAILS, 0, ANY,
-    "with DF, at most one data chunk" },
-  { "error-zero", false, 0, FAILS, 0, ANY,
-    "an error chunk's error must be non-zero" },
-  { "error-long-message", false, 0, FAILS, 0, ANY,
+  { "close-mid-data", false, 0, DIES, ECONNRESET, ANY,
+    "EOF inside a chunk fails the command" },
+  { "close-mid-data", true, 0, DIES, ECONNRESET, ANY,
+    "EOF inside a chunk fails the command" },
+  { "bad-magic", false, 0, DIES, EPROTO, ANY,
+    "a reply with a wrong magic kills the handle" },
+  { "unknown-cookie", false, 0, DIES, EPROTO, ANY,
+    "a reply to a cookie not in flight kills the handle" },
+  { "huge-length", false, 0, DIES, EPROTO, ANY,
+    "a data payload longer than the request kills the handle" },
+  { "huge-length", true, 0, DIES, EPROTO, ANY,
+    "a data payload longer than the request kills the handle" },
+  { "structured-when-simple", false, 0, DIES, EPROTO, ANY,
+    "no structured chunk unless structured replies were negotiated" },
+  { "unknown-chunk-type", false, 0, DIES, EPROTO, ANY,
+    "an unknown non-error chunk type: hard disconnect" },
+  { "block-status-for-read", false, 0, DIES, EPROTO, ANY,
+    "an unexpected non-error chunk type: hard disconnect" },
+  { "data-empty", false, 0, DIES, EPROTO, ANY,
+    "a data chunk payload is at least 9 bytes" },
+  { "hole-bad-length", false, 0, DIES, EPROTO, ANY,
+    "a hole chunk payload is exactly 12 bytes" },
+  { "hole-zero", false, 0, DIES, EPROTO, ANY,
+    "a hole size must be non-zero" },
+  { "none-without-done", false, 0, DIES, EPROTO, ANY,
+    "a NONE chunk always has the DONE flag" },
+  { "error-bad-length", false, 0, DIES, EPROTO, ANY,
+    "an error message longer than the payload: hard disconnect" },
+  { "error-long-message", false, 0, DIES, EPROTO, ANY,
     "error messages are at most 4096 bytes" },
-  { "error-message-4100", false, 0, FAILS, 0, ANY,
+  { "error-message-4100", false, 0, DIES, EPROTO, ANY,
     "error messages are at most 4096 bytes, even when they fit" },
-  { "error-offset-outside", false, 0, FAILS, 0, ANY,
-    "an ERROR_OFFSET offset must lie inside the request" },
-  { "simple-data-when-structured", false, 0, FAILS, 0, ANY,
+  { "simple-data-when-structured", false, 0, DIES, EPROTO, ANY,
     "with structured replies, no simple reply to a READ" },
-  { "simple-error-when-structured", false, 0, FAILS, 0, ANY,
+  { "simple-error-when-structured", false, 0, DIES, EPROTO, ANY,
     "with structured replies, no simple reply to a READ, even an error" },
 
-  /* Well-formed errors: the read fails with the server's errno and the
-   * handle stays usable.  LIBNBD_READ_ERROR reaches the chunk callback
-   * only for an error with an offset (nbd_pread_structured(3)).
+  /* Command-level rule breaks, for which the spec lets the client choose
+   * ("MAY initiate a hard disconnect"): the stream is intact, so the read
+   * fails with EPROTO and the handle stays usable.  libnbd 1.14 is more
+   * lenient (df-*: success) or harsher (chunk-outside: the handle dies).
    */
-  { "error-eio", false, 0, FAILS_ERRNO, EIO, 0,
+  { "chunk-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a data chunk must lie inside the request" },
+  { "chunk-past-end", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a data chunk must lie inside the request" },
+  { "hole-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a hole chunk must lie inside the request" },
+  { "chunk-overlap", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "data chunks must not overlap" },
+  { "chunk-overlap", true, 0, FAILS_USABLE, EPROTO, ANY,
+    "data chunks must not overlap" },
+  { "overlap-sums-to-length", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "success needs the whole request covered, not a byte count" },
+  { "data-hole-overlap", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "data and hole chunks must not overlap" },
+  { "short-coverage", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "success needs the whole request covered" },
+  { "df-two-data", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk" },
+  { "df-hole-and-data", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even a hole and data" },
+  { "df-two-holes", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even two holes" },
+  { "error-offset-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "an ERROR_OFFSET offset must lie inside the request" },
+
+  /* Errors: the read fails with the server's errno and the handle stays
+   * usable.  LIBNBD_READ_ERROR reaches the chunk callback only for an
+   * error with an offset (nbd_pread_structured(3)).  An error value of 0
+   * breaks the spec but not the stream: EINVAL, as in libnbd 1.14.
+   */
+  { "error-eio", false, 0, FAILS_USABLE, EIO, 0,
     "an error chunk fails the command with its errno" },
-  { "error-eio", true, 0, FAILS_ERRNO, EIO, 0,
+  { "error-eio", true, 0, FAILS_USABLE, EIO, 0,
     "an error chunk fails the command with its errno" },
-  { "unknown-error-type", false, 0, FAILS_ERRNO, EPERM, 0,
+  { "unknown-error-type", false, 0, FAILS_USABLE, EPERM, 0,
     "an unknown error chunk type is treated as its error" },
-  { "unknown-error-type", true, 0, FAILS_ERRNO, EPERM, 0,
+  { "unknown-error-type", true, 0, FAILS_USABLE, EPERM, 0,
     "an unknown error chunk type is treated as its error" },
-  { "error-offset-eio", false, 0, FAILS_ERRNO, EIO, 1,
+  { "error-offset-eio", false, 0, FAILS_USABLE, EIO, 1,
     "an ERROR_OFFSET chunk reaches the chunk callback as READ_ERROR" },
+  { "error-zero", false, 0, FAILS_USABLE, EINVAL, 0,
+    "an error chunk's error must be non-zero: EINVAL" },
+  { "error-stream", false, 0, FAILS_USABLE, EIO, 0,
+    "a server streaming chunks cannot hold nbd_poll past its timeout",
+    .bounded_poll = true },
 
   /* Handshake violations: the connection fails with a message. */
   { "oversized-option-reply", false, 0, NO_CONNECT, 0, ANY,
@@ -209,8 +252,16 @@ static const struct expectation expectations[] = {
   { "close-in-handshake", false, 0, NO_CONNECT, 0, ANY,
     "EOF in the handshake fails the connection" },
 };
+#pragma GCC diagnostic pop
 
 #define NR_EXPECTATIONS (sizeof expectations / sizeof expectations[0])
+
+/* What nbd_poll said while the handle was driven. */
+struct poll_log {
+  char *message;                /* error of a failed nbd_poll, or NULL */
+  int error;                    /* its errno */
+  double slowest;               /* seconds the longest nbd_poll took */
+};
 
 /* One read and everything its callbacks saw. */
 struct read_state {
@@ -222,7 +273,7 @@ struct read_state {
   int result;                   /* 1 ok, -1 failed, 0 never completed */
   int error;                    /* errno of a failure */
   char *message;                /* error message of a failure */
-  char *poll_message;           /* error of a failed nbd_poll, if any */
+  struct poll_log poll;
   bool hung;
   unsigned chunk_calls, completion_calls;
   unsigned chunk_frees, completion_frees;
@@ -239,6 +290,7 @@ struct read_state {
 
 static unsigned tests;
 static unsigned failures;
+static unsigned slowdown = 1;   /* $NBDC_SLOWDOWN: 10 under valgrind */
 
 static void
 tap (bool ok, const char *fmt, ...)
@@ -364,29 +416,45 @@ completion_free (void *user_data)
   rs->completion_frees++;
 }
 
-/* Drive the handle until done() or it dies, fails or hangs.  Returns
- * false on a hang, with the error of a failed nbd_poll in *message.
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Drive the handle with nbd_poll (h, timeout_ms) until done() or it dies,
+ * fails or hangs.  Returns false on a hang, with the error of a failed
+ * nbd_poll and the longest time one took in *log.
  */
 static bool
 drive (struct nbd_handle *h, bool (*done) (struct nbd_handle *, void *),
-       void *arg, char **message)
+       void *arg, int timeout_ms, struct poll_log *log)
 {
   unsigned idle = 0, polls = 0;
 
   while (!done (h, arg)) {
+    double start;
     int r;
 
     if (nbd_aio_is_dead (h) || nbd_aio_is_closed (h))
       return true;
     if (++polls > MAX_POLLS)
       return false;
-    r = nbd_poll (h, POLL_TIMEOUT_MS);
+    start = now ();
+    r = nbd_poll (h, timeout_ms);
+    if (now () - start > log->slowest)
+      log->slowest = now () - start;
     if (r == -1) {
-      if (*message == NULL)
-        *message = copy_error ();
+      if (log->message == NULL) {
+        log->message = copy_error ();
+        log->error = nbd_get_errno ();
+      }
       return true;
     }
-    if (r == 0 && ++idle >= MAX_IDLE_POLLS)
+    if (r == 0 && ++idle >= (unsigned) (MAX_IDLE_MS / timeout_ms))
       return false;
   }
   return true;
@@ -400,6 +468,55 @@ read_done (struct nbd_handle *h, void *arg)
   return rs->completion_calls > 0;
 }
 
+/* Start the server command on one end of a TCP loopback connection with
+ * small socket buffers and segments and connect h to the other: requests
+ * then fill the socket early and a sendmsg goes out in part, cut anywhere
+ * (a Unix socket takes each small sendmsg whole or not at all, and so does
+ * TCP mostly, unless its segments are short).  Returns the server's pid,
+ * or -1.
+ */
+static pid_t
+connect_tcp (struct nbd_handle *h, char **argv)
+{
+  struct sockaddr_in addr = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+  socklen_t len = sizeof addr;
+  int size = MANY_SOCKET_BUFFER, segment = MANY_SEGMENT;
+  int listener, client = -1, server = -1;
+  pid_t pid = -1;
+
+  listener = socket (AF_INET, SOCK_STREAM, 0);
+  if (listener == -1 ||
+      setsockopt (listener, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) ||
+      bind (listener, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      listen (listener, 1) == -1 ||
+      getsockname (listener, (struct sockaddr *) &addr, &len) == -1 ||
+      (client = socket (AF_INET, SOCK_STREAM, 0)) == -1 ||
+      setsockopt (client, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) ||
+      setsockopt (client, IPPROTO_TCP, TCP_MAXSEG, &segment,
+                  sizeof segment) ||
+      connect (client, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      (server = accept (listener, NULL, NULL)) == -1 ||
+      (pid = fork ()) == -1) {
+    perror ("connect_tcp");
+    exit (EXIT_FAILURE);
+  }
+  if (pid == 0) {
+    dup2 (server, STDIN_FILENO);
+    dup2 (server, STDOUT_FILENO);
+    close (server);
+    close (client);
+    close (listener);
+    execv (argv[0], argv);
+    _exit (127);
+  }
+  close (server);
+  close (listener);
+  if (nbd_aio_connect_socket (h, client) == -1)
+    return -1;
+  return pid;
+}
+
 static bool
 connect_done (struct nbd_handle *h, void *arg)
 {
@@ -410,11 +527,9 @@ connect_done (struct nbd_handle *h, void *arg)
  * handle is closed, as the library may write into it until then.
  */
 static void
-do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
-         size_t count, uint32_t flags)
+issue_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+            size_t count, uint32_t flags)
 {
-  int r;
-
   rs->offset = offset;
   rs->count = count;
   rs->alloc = malloc (count + 2 * GUARD);
@@ -435,10 +550,15 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
     rs->result = -1;
     rs->error = nbd_get_errno ();
     rs->message = copy_error ();
-    return;
   }
+}
 
-  rs->hung = !drive (h, read_done, rs, &rs->poll_message);
+/* Retire a read that completed (or find that it did not). */
+static void
+retire_read (struct nbd_handle *h, struct read_state *rs)
+{
+  int r;
+
   r = nbd_aio_command_completed (h, rs->cookie);
   rs->result = r;
   if (r == -1) {
@@ -447,12 +567,23 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
   }
 }
 
+static void
+do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+         size_t count, uint32_t flags, int timeout_ms)
+{
+  issue_read (h, rs, offset, count, flags);
+  if (rs->cookie == -1)
+    return;
+  rs->hung = !drive (h, read_done, rs, timeout_ms, &rs->poll);
+  retire_read (h, rs);
+}
+
 /* A failed read must leave an error message (nbd_get_error). */
 static bool
 has_message (const struct read_state *rs)
 {
   return (rs->message && rs->message[0]) ||
-    (rs->poll_message && rs->poll_message[0]);
+    (rs->poll.message && rs->poll.message[0]);
 }
 
 static bool
@@ -461,15 +592,77 @@ read_verified (const struct read_state *rs)
   return rs->result == 1 && is_pattern (rs->buf, rs->count, rs->offset);
 }
 
-/* Does a second, ordinary read work on a handle that survived? */
-static bool
-second_read_works (struct nbd_handle *h, struct read_state *rs)
+/* A second, ordinary read on a handle that survived. */
+static void
+second_read (struct nbd_handle *h, struct read_state *rs)
 {
-  do_read (h, rs, SECOND_OFFSET, SECOND_COUNT, 0);
+  do_read (h, rs, SECOND_OFFSET, SECOND_COUNT, 0,
+               POLL_TIMEOUT_MS);
   if (!read_verified (rs))
     printf ("# second read: result %d: %s\n", rs->result,
             rs->message ? rs->message : "wrong data");
-  return read_verified (rs);
+}
+
+/* Many reads in flight at once. */
+struct many_reads {
+  struct read_state *reads;
+  unsigned n;
+  struct poll_log poll;
+  bool hung;
+};
+
+static bool
+nothing_in_flight (struct nbd_handle *h, void *arg)
+{
+  return nbd_aio_in_flight (h) == 0;
+}
+
+/* Issue n reads of 1 to MANY_MAX_COUNT bytes all over the export before
+ * any reply can come, so that the cookie table grows and the requests
+ * fill the socket (see connect_tcp), wait for all of them and retire each.
+ */
+static void
+do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n)
+{
+  unsigned i;
+
+  m->reads = calloc (n, sizeof *m->reads);
+  if (m->reads == NULL) {
+    perror ("calloc");
+    exit (EXIT_FAILURE);
+  }
+  m->n = n;
+  for (i = 0; i < n; i++)
+    issue_read (h, &m->reads[i],
+                i * UINT64_C (104729) % (EXPORT_SIZE - MANY_MAX_COUNT),
+                1 + i * 7919u % MANY_MAX_COUNT, 0);
+  m->hung = !drive (h, nothing_in_flight, NULL, POLL_TIMEOUT_MS, &m->poll);
+  for (i = 0; i < n; i++)
+    if (m->reads[i].cookie != -1)
+      retire_read (h, &m->reads[i]);
+}
+
+/* Did every read complete once, successfully, with the right data? */
+static bool
+many_verified (const struct many_reads *m)
+{
+  unsigned i, failed = 0;
+
+  for (i = 0; i < m->n; i++)
+    if (!read_verified (&m->reads[i]))
+      failed++;
+  if (failed || m->hung || m->poll.message)
+    printf ("# %u of %u reads failed%s%s%s\n", failed, m->n,
+            m->hung ? ", hung" : "", m->poll.message ? ": " : "",
+            m->poll.message ? m->poll.message : "");
+  for (i = 0; i < m->n && failed; i++)
+    if (!read_verified (&m->reads[i])) {
+      printf ("# first failed: read %u [%" PRIu64 ", +%zu): %s\n", i,
+              m->reads[i].offset, m->reads[i].count,
+              m->reads[i].message ? m->reads[i].message : "wrong data");
+      break;
+    }
+  return failed == 0 && !m->hung && m->poll.message == NULL;
 }
 
 /* Everything the library must get right whatever the outcome: returns a
@@ -522,28 +715,36 @@ report_read (struct nbd_handle *h, const char *name,
           nbd_aio_is_ready (h) ? "ready" : nbd_connection_state (h));
   if (rs->message)
     printf ("#   %s\n", rs->message);
-  if (rs->poll_message)
-    printf ("#   %s\n", rs->poll_message);
+  if (rs->poll.message)
+    printf ("#   nbd_poll errno %s: %s\n", strerror (rs->poll.error),
+            rs->poll.message);
   if (rs->result == 1 && !read_verified (rs))
     printf ("# %s: WRONG DATA returned as success\n", name);
+  printf ("# %s: the longest nbd_poll took %.3f s\n", name,
+          rs->poll.slowest);
 }
 
-/* Did the first read end as expected?  dead: the handle is dead or
- * closed; second_ok: a second read on the surviving handle worked.
+/* Did the first read end as expected?  second: a second read on a
+ * handle that survived, or the attempt to issue one on a handle that did
+ * not.
  */
 static bool
-outcome_met (const struct expectation *e, const struct read_state *first,
-             bool dead, bool second_ok)
+outcome_met (struct nbd_handle *h, const struct expectation *e,
+             const struct read_state *first,
+             const struct read_state *second)
 {
   if (first->hung)
+    return false;
+  if (e->bounded_poll && first->poll.slowest > BOUNDED_POLL_LIMIT * slowdown)
     return false;
 
   switch (e->outcome) {
   case WORKS:
-    return read_verified (first) && second_ok;
-  case FAILS_ERRNO:
+    return read_verified (first) && read_verified (second);
+  case FAILS_USABLE:
     if (first->result != -1 || first->error != e->error ||
-        first->completion_error != e->error || !second_ok)
+        first->completion_error != e->error || !has_message (first) ||
+        first->poll.message != NULL || !read_verified (second))
       return false;
     if (e->error_chunks == 1)
       return first->error_chunk_calls == 1 &&
@@ -552,15 +753,42 @@ outcome_met (const struct expectation *e, const struct read_state *first,
     if (e->error_chunks == 0)
       return first->error_chunk_calls == 0;
     return true;
-  case FAILS_DEAD:
-    return first->result == -1 && dead && has_message (first);
-  case FAILS:
-    return first->result == -1 && has_message (first) &&
-      (dead || second_ok);
+  case DIES:
+    return first->result == -1 && first->error == ENOTCONN &&
+      first->completion_error == ENOTCONN && nbd_aio_is_dead (h) &&
+      first->poll.message != NULL && first->poll.message[0] != '\0' &&
+      first->poll.error == e->error &&
+      second->cookie == -1 && second->error == EINVAL;
+  case CLOSES:
+    return first->result == -1 && first->error == ENOTCONN &&
+      first->completion_error == ENOTCONN && nbd_aio_is_closed (h) &&
+      first->poll.message == NULL &&
+      second->cookie == -1 && second->error == EINVAL;
   case NO_CONNECT:
     break;
   }
   abort ();
+}
+
+/* What a new command on a dead or closed handle did. */
+static void
+report_new_command (const char *name, const struct read_state *rs)
+{
+  if (rs->cookie == -1)
+    printf ("# %s: a new command fails: %s\n", name, strerror (rs->error));
+  else
+    printf ("# %s: a new command was accepted\n", name);
+}
+
+static const char *
+many_hygiene (const struct many_reads *m)
+{
+  const char *problem = NULL;
+  unsigned i;
+
+  for (i = 0; i < m->n && problem == NULL; i++)
+    problem = hygiene (&m->reads[i]);
+  return problem;
 }
 
 static void
@@ -568,7 +796,7 @@ free_read (struct read_state *rs)
 {
   free (rs->alloc);
   free (rs->message);
-  free (rs->poll_message);
+  free (rs->poll.message);
 }
 
 static void
@@ -576,11 +804,14 @@ run (const char *server, const struct expectation *e)
 {
   struct nbd_handle *h;
   struct read_state first = { 0 }, second = { 0 };
+  struct many_reads many = { 0 };
+  struct poll_log connect_log = { 0 };
   char *argv[4];
   char *connect_message = NULL;
   char name[128];
   const char *problem;
-  bool connected, hung, dead, second_ok = false;
+  bool connected, hung;
+  pid_t server_pid = 0;
   int argc = 0;
 
   snprintf (name, sizeof name, "%s%s%s", e->scenario,
@@ -597,12 +828,15 @@ run (const char *server, const struct expectation *e)
     exit (EXIT_FAILURE);
   }
 
-  if (nbd_aio_connect_command (h, argv) == -1) {
+  if (e->reads > 1 ? (server_pid = connect_tcp (h, argv)) == -1
+      : nbd_aio_connect_command (h, argv) == -1) {
     connect_message = copy_error ();
     hung = false;
   }
-  else
-    hung = !drive (h, connect_done, NULL, &connect_message);
+  else {
+    hung = !drive (h, connect_done, NULL, POLL_TIMEOUT_MS, &connect_log);
+    connect_message = connect_log.message;
+  }
   connected = nbd_aio_is_ready (h);
   if (!connected && !connect_message)
     connect_message = strdup ("");
@@ -620,26 +854,46 @@ run (const char *server, const struct expectation *e)
     printf ("# %s: connected\n", name);
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
+  else if (e->reads > 1) {
+    do_many_reads (h, &many, e->reads);
+    second_read (h, &second);
+    tap (many_verified (&many) && read_verified (&second), "%s: %s (%s)",
+         name, outcome_name (e->outcome), e->rule);
+  }
   else {
-    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags);
-    dead = nbd_aio_is_dead (h) || nbd_aio_is_closed (h);
+    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags,
+             e->bounded_poll ? BOUNDED_POLL_MS : POLL_TIMEOUT_MS);
     report_read (h, name, &first);
-    if (!dead && nbd_aio_is_ready (h))
-      second_ok = second_read_works (h, &second);
-    tap (outcome_met (e, &first, dead, second_ok), "%s: %s (%s)", name,
+    if (nbd_aio_is_ready (h))
+      second_read (h, &second);
+    else if (!first.hung) {
+      /* A dead or closed handle refuses new commands (EINVAL). */
+      do_read (h, &second, SECOND_OFFSET, SECOND_COUNT, 0,
+               POLL_TIMEOUT_MS);
+      report_new_command (name, &second);
+    }
+    tap (outcome_met (h, e, &first, &second), "%s: %s (%s)", name,
          outcome_name (e->outcome), e->rule);
   }
 
   nbd_close (h);
+  if (server_pid > 0)
+    waitpid (server_pid, NULL, 0);
 
   problem = hygiene (&first);
   if (problem == NULL)
     problem = hygiene (&second);
+  if (problem == NULL)
+    problem = many_hygiene (&many);
   tap (problem == NULL, "%s: callbacks, .free and buffer bounds%s%s", name,
        problem ? ": " : "", problem ? problem : "");
 
   free_read (&first);
   free_read (&second);
+  for (unsigned i = 0; i < many.n; i++)
+    free_read (&many.reads[i]);
+  free (many.reads);
+  free (many.poll.message);
   free (connect_message);
 }
 
@@ -689,6 +943,8 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
   server = argv[1];
+  if (getenv ("NBDC_SLOWDOWN") && atoi (getenv ("NBDC_SLOWDOWN")) > 1)
+    slowdown = atoi (getenv ("NBDC_SLOWDOWN"));
 
   if (argc == 2)
     check_coverage (server);
