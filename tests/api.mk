@@ -15,6 +15,7 @@ API_TESTS = \
 	api-read-nbd-server.sh \
 	api-callbacks.sh \
 	api-free.sh \
+	api-contract.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -26,6 +27,7 @@ check_PROGRAMS += \
 	api-read-nbdc \
 	api-callbacks-nbdc \
 	api-free-nbdc \
+	api-contract-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -45,6 +47,10 @@ api_free_nbdc_SOURCES = api-free.c api-tap.h
 api_free_nbdc_LDFLAGS = -no-install
 api_free_nbdc_LDADD = $(NBDC_LIBS)
 
+api_contract_nbdc_SOURCES = api-contract.c api-tap.h
+api_contract_nbdc_LDFLAGS = -no-install
+api_contract_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -55,6 +61,7 @@ check_PROGRAMS += \
 	api-read-libnbd \
 	api-callbacks-libnbd \
 	api-free-libnbd \
+	api-contract-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -77,6 +84,10 @@ api_free_libnbd_SOURCES = api-free.c api-tap.h
 api_free_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_free_libnbd_LDADD = $(LIBNBD_LIBS)
 
+api_contract_libnbd_SOURCES = api-contract.c api-tap.h
+api_contract_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_contract_libnbd_LDADD = $(LIBNBD_LIBS)
+
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
@@ -90,6 +101,7 @@ API_LIBNBD_TESTS = \
 	api-read-nbd-server-libnbd.sh \
 	api-callbacks-libnbd.sh \
 	api-free-libnbd.sh \
+	api-contract-libnbd.sh \
 	$(NULL)
 TESTS += $(API_LIBNBD_TESTS)
 endif
@@ -100,6 +112,7 @@ EXTRA_DIST += \
 	api-read-nbd-server-libnbd.sh \
 	api-callbacks-libnbd.sh \
 	api-free-libnbd.sh \
+	api-contract-libnbd.sh \
 	$(NULL)
 
 # One handle shared by threads (blocking reads and nbd_poll loops).
