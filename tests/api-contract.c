@@ -459,19 +459,6 @@ test_getaddrinfo (void)
 
 /* ---- 6. Dead and closed handles; unknown cookies. ---- */
 
-static pid_t
-read_pidfile (const char *file)
-{
-  FILE *fp = fopen (file, "r");
-  int pid = -1;
-
-  if (fp == NULL)
-    return -1;
-  if (fscanf (fp, "%d", &pid) != 1)
-    pid = -1;
-  fclose (fp);
-  return pid;
-}
 
 static void
 test_dead_handle (void)

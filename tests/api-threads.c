@@ -34,6 +34,8 @@
 
 #include <libnbd.h>
 
+#include "api-tap.h"
+
 #define ROUNDS 10
 #define THREADS 4
 #define READS_PER_THREAD 200
@@ -141,19 +143,6 @@ wait_on_dying (void *arg)
   return NULL;
 }
 
-static pid_t
-read_pidfile (const char *file)
-{
-  FILE *fp = fopen (file, "r");
-  int pid = -1;
-
-  if (fp == NULL)
-    return -1;
-  if (fscanf (fp, "%d", &pid) != 1)
-    pid = -1;
-  fclose (fp);
-  return pid;
-}
 
 /* libnbd(3): when a handle dies its in-flight commands fail; a thread
  * blocked on it must wake up, not wait for the server's 10 s delay.

@@ -119,12 +119,12 @@ EXTRA_DIST += \
 TESTS += api-threads.sh
 EXTRA_DIST += api-threads.sh
 check_PROGRAMS += api-threads-nbdc
-api_threads_nbdc_SOURCES = api-threads.c
+api_threads_nbdc_SOURCES = api-threads.c api-tap.h
 api_threads_nbdc_LDFLAGS = -no-install
 api_threads_nbdc_LDADD = $(NBDC_LIBS)
 if HAVE_LIBNBD
 check_PROGRAMS += api-threads-libnbd
-api_threads_libnbd_SOURCES = api-threads.c
+api_threads_libnbd_SOURCES = api-threads.c api-tap.h
 api_threads_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_threads_libnbd_LDADD = $(LIBNBD_LIBS)
 endif
