@@ -255,12 +255,20 @@ aio_disconnect (struct nbd_handle *h, uint32_t flags)
   return 0;
 }
 
+/* nbd_aio_disconnect(3): its flags must be 0 (LIBNBD_SHUTDOWN_ABANDON_PENDING
+ * belongs to nbd_shutdown).
+ */
 int
 nbd_aio_disconnect (struct nbd_handle *h, uint32_t flags)
 {
   int r;
 
   ENTER ();
+  if (flags != 0) {
+    set_error (EINVAL, "flags: invalid flags 0x%" PRIx32 " (must be 0)",
+               flags);
+    return -1;
+  }
   lock_handle (h);
   r = aio_disconnect (h, flags);
   unlock_handle (h);
@@ -320,7 +328,16 @@ nbd_aio_in_flight (struct nbd_handle *h)
 {
   int r;
 
+  ENTER ();
   lock_handle (h);
+  if (h->state == STATE_CREATED || h->state == STATE_CONNECTING ||
+      h->state == STATE_HANDSHAKE) {
+    set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
+               "invalid state: %s: the handle must be connected with the "
+               "server", state_name (h));
+    unlock_handle (h);
+    return -1;
+  }
   r = h->queue.len + h->inflight.len;
   if (h->disconnect_queued && h->state == STATE_READY &&
       !(h->queue.tail && h->queue.tail->type == NBD_CMD_DISC))

@@ -236,13 +236,12 @@ command_complete (struct nbd_handle *h, struct command *cmd)
   if (cmd->completion.callback) {
     int error = cmd->error;
 
+    /* A -1 fails the command with the error the callback stored; with
+     * none stored it changes nothing (as in libnbd 1.14).
+     */
     r = cmd->completion.callback (cmd->completion.user_data, &error);
-    if (r == -1) {
-      if (error)
-        cmd->error = error;
-      else if (cmd->error == 0)
-        cmd->error = EPROTO;
-    }
+    if (r == -1 && error)
+      cmd->error = error;
   }
   debug (h, "cookie %" PRIu64 " completed: %s", cmd->cookie,
          cmd->error ? strerror (cmd->error) : "success");
