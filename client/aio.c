@@ -1,197 +1,14 @@
-/* libnbdc: the state machine driver and the nbd_aio_* entry points.  The
- * library starts no threads: a host event loop drives a handle with
- * nbd_aio_get_fd, nbd_aio_get_direction and nbd_aio_notify_read/write, and
- * nbd_poll is that loop in its simplest form.
+/* libnbdc: the nbd_aio_* entry points.  The library starts no threads: a
+ * host event loop drives a handle with nbd_aio_get_fd,
+ * nbd_aio_get_direction and nbd_aio_notify_read/write (machine.c does the
+ * work), and nbd_poll is that loop in its simplest form.
  */
 
 #include "internal.h"
 
 #include <errno.h>
-#include <poll.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-
-/* Close the connection; if another thread is waiting on the socket, shut
- * it down instead, which wakes that thread, and let it close (poll_once).
- */
-static void
-close_connection (struct nbd_handle *h)
-{
-  if (h->transport == NULL)
-    return;
-  if (h->polling && h->fd >= 0)
-    shutdown (h->fd, SHUT_RDWR);
-  else
-    h->transport->close (h);
-  pthread_cond_broadcast (&h->progress);
-}
-
-/* The connection is unusable: every command fails, the socket is closed. */
-void
-set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
-{
-  char *reason = NULL;
-  va_list args;
-
-  va_start (args, fs);
-  if (vasprintf (&reason, fs, args) == -1)
-    reason = NULL;
-  va_end (args);
-  set_error (errnum, "%s", reason ? reason : strerror (errnum));
-  if (h->state == STATE_DEAD || h->state == STATE_CLOSED) {
-    free (reason);
-    return;
-  }
-  debug (h, "handle dead: %s", reason ? reason : strerror (errnum));
-  free (h->dead_reason);
-  h->dead_reason = reason;
-  h->state = STATE_DEAD;
-  close_connection (h);
-  commands_abort_all (h);
-}
-
-/* The server closed the connection after our NBD_CMD_DISC. */
-void
-set_closed (struct nbd_handle *h)
-{
-  debug (h, "connection closed");
-  h->state = STATE_CLOSED;
-  close_connection (h);
-  commands_abort_all (h);
-}
-
-/* Advance the state machine as far as it goes without blocking.  Returns 0,
- * or -1 if the handle died here (the error is set).
- */
-int
-run_machine (struct nbd_handle *h)
-{
-  for (;;) {
-    enum state before = h->state;
-
-    switch (h->state) {
-    case STATE_CONNECTING:
-      if (connect_step (h) == -1)
-        return -1;              /* no address took the connection */
-      break;
-    case STATE_HANDSHAKE:
-      handshake_step (h);       /* a failure shows as the dead state */
-      break;
-    case STATE_READY:
-      if (commands_send (h) == IO_ERROR) {
-        set_dead (h, errno, "send: %s", strerror (errno));
-        return -1;
-      }
-      reply_step (h);           /* likewise, or the closed state */
-      break;
-    default:
-      return 0;
-    }
-    if (h->state == STATE_DEAD)
-      return -1;
-    if (h->state == before)
-      return 0;
-  }
-}
-
-/* What the state machine waits for. */
-unsigned
-direction (const struct nbd_handle *h)
-{
-  switch (h->state) {
-  case STATE_CONNECTING:
-    return LIBNBD_AIO_DIRECTION_WRITE;
-  case STATE_HANDSHAKE:
-    return h->ooff < h->olen ? LIBNBD_AIO_DIRECTION_WRITE
-      : LIBNBD_AIO_DIRECTION_READ;
-  case STATE_READY:
-    return LIBNBD_AIO_DIRECTION_READ |
-      (h->queue.head ? LIBNBD_AIO_DIRECTION_WRITE : 0);
-  default:
-    return 0;
-  }
-}
-
-/* Another thread is waiting on the socket: wait for it to make progress
- * (it may read the reply this thread waits for) instead of polling too,
- * which could sleep on a socket whose data the other thread took.
- */
-static int
-wait_for_poller (struct nbd_handle *h, int timeout)
-{
-  struct timespec deadline;
-  int r;
-
-  if (timeout < 0) {
-    pthread_cond_wait (&h->progress, &h->lock);
-    return 1;
-  }
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout / 1000;
-  deadline.tv_nsec += (timeout % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);
-  return r == ETIMEDOUT ? 0 : 1;
-}
-
-/* Wait up to timeout ms for the socket, then advance.  Called with the lock
- * held; drops it while blocked so other threads can queue commands.  One
- * thread at a time waits on the socket (the leader) and handles whatever
- * arrives, for every thread; the others wait for it to make progress.
- */
-int
-poll_once (struct nbd_handle *h, int timeout)
-{
-  struct pollfd fds;
-  unsigned dir = direction (h);
-  int r;
-
-  if (dir == 0 || h->fd < 0) {
-    set_error (EINVAL, "invalid state: %s: nothing to wait for",
-               state_name (h));
-    return -1;
-  }
-  if (h->polling)
-    return wait_for_poller (h, timeout);
-  if (h->transport && h->transport->pending (h))
-    r = 1;
-  else {
-    fds.fd = h->fd;
-    fds.events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
-      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
-    fds.revents = 0;
-    h->polling = true;
-    unlock_handle (h);
-    do
-      r = poll (&fds, 1, timeout);
-    while (r == -1 && errno == EINTR);
-    lock_handle (h);
-    h->polling = false;
-    if (h->state == STATE_DEAD || h->state == STATE_CLOSED) {
-      /* It died while we waited: ours to close (close_connection). */
-      h->transport->close (h);
-      pthread_cond_broadcast (&h->progress);
-      set_error (ENOTCONN, "the connection %s while waiting",
-                 h->state == STATE_DEAD ? "died" : "closed");
-      return -1;
-    }
-    if (r == -1) {
-      set_error (errno, "poll: %s", strerror (errno));
-      pthread_cond_broadcast (&h->progress);
-      return -1;
-    }
-  }
-  if (r > 0)
-    r = run_machine (h) == -1 ? -1 : 1;
-  pthread_cond_broadcast (&h->progress);
-  return r;
-}
 
 int
 nbd_poll (struct nbd_handle *h, int timeout)
@@ -231,13 +48,21 @@ nbd_aio_get_direction (struct nbd_handle *h)
   return r;
 }
 
+/* The host says the socket is ready for what direction (3) asked for; in
+ * a state that waits for no such event the call is refused, as in libnbd.
+ */
 static int
-notify (struct nbd_handle *h)
+notify (struct nbd_handle *h, unsigned event)
 {
-  int r;
+  int r = -1;
 
   lock_handle (h);
-  r = run_machine (h);
+  if (!(direction (h) & event))
+    set_error (EINVAL, "invalid state: %s: the handle is not waiting to %s",
+               state_name (h),
+               event == LIBNBD_AIO_DIRECTION_READ ? "read" : "write");
+  else
+    r = run_machine (h);
   unlock_handle (h);
   return r;
 }
@@ -246,14 +71,14 @@ int
 nbd_aio_notify_read (struct nbd_handle *h)
 {
   ENTER ();
-  return notify (h);
+  return notify (h, LIBNBD_AIO_DIRECTION_READ);
 }
 
 int
 nbd_aio_notify_write (struct nbd_handle *h)
 {
   ENTER ();
-  return notify (h);
+  return notify (h, LIBNBD_AIO_DIRECTION_WRITE);
 }
 
 /* ----- Issuing commands. ----- */
@@ -263,11 +88,11 @@ check_ready (struct nbd_handle *h)
 {
   if (h->state == STATE_READY && !h->disconnect_queued)
     return 0;
-  if (h->state == STATE_DEAD)
-    set_error (ENOTCONN, "invalid state: DEAD: the connection died: %s",
-               h->dead_reason ? h->dead_reason : "unknown reason");
-  else if (h->state == STATE_READY)
+  if (h->state == STATE_READY)
     set_error (EINVAL, "invalid state: the handle is disconnecting");
+  else if (h->state == STATE_DEAD)
+    set_error (EINVAL, "invalid state: DEAD: the connection died: %s",
+               h->dead_reason ? h->dead_reason : "unknown reason");
   else
     set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
                "invalid state: %s: the handle must be connected with the "
@@ -275,10 +100,13 @@ check_ready (struct nbd_handle *h)
   return -1;
 }
 
-/* The checks libnbd makes before sending (nbd_set_strict_mode(3)). */
+/* The checks libnbd makes before sending (nbd_set_strict_mode(3)), and the
+ * server's maximum payload under LIBNBD_STRICT_BOUNDS (NBD spec "Block
+ * size constraints": a client MUST NOT send a larger payload).
+ */
 static int
 check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
-               uint64_t offset, size_t count)
+               uint64_t offset, size_t count, bool payload)
 {
   uint64_t end;
 
@@ -289,14 +117,17 @@ check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
                MAX_REQUEST_SIZE);
     return -1;
   }
-  if (flags & ~LIBNBD_CMD_FLAG_MASK ||
+  /* Without LIBNBD_STRICT_FLAGS, unknown flags go to the server, which
+   * judges them; the wire has room for 16 bits.
+   */
+  if (flags > UINT16_MAX ||
       ((h->strict & LIBNBD_STRICT_FLAGS) && (flags & ~allowed_flags))) {
     set_error (EINVAL, "flags: invalid flags 0x%" PRIx32 " for this command",
                flags);
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_COMMANDS) && (flags & LIBNBD_CMD_FLAG_DF) &&
-      !(h->eflags & NBD_FLAG_SEND_DF && h->sr_negotiated)) {
+      !can_df (h)) {
     set_error (EINVAL, "server does not support the DF flag");
     return -1;
   }
@@ -310,6 +141,12 @@ check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
     set_error (EINVAL, "request out of bounds: offset %" PRIu64 " + count "
                "%zu is beyond the export size %" PRIu64, offset, count,
                h->exportsize);
+    return -1;
+  }
+  if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&
+      count > h->block_maximum) {
+    set_error (EINVAL, "count: request too large: the server's maximum "
+               "payload is %" PRIu32 " bytes", h->block_maximum);
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_ALIGN) && h->block_minimum &&
@@ -334,7 +171,17 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
   uint32_t allowed = chunk ? LIBNBD_CMD_FLAG_DF : 0;
   struct command *cmd;
 
-  if (check_request (h, flags, allowed, offset, count) == -1) {
+  if (buf == NULL) {
+    set_error (EFAULT, "buf: the buffer must not be NULL");
+    free_callbacks (chunk, completion);
+    return -1;
+  }
+  /* Before any other check, so that a failed call never leaves stale
+   * bytes for a caller who ignores the error (CVE-2022-0485).
+   */
+  if (h->pread_initialize)
+    memset (buf, 0, count);
+  if (check_request (h, flags, allowed, offset, count, true) == -1) {
     free_callbacks (chunk, completion);
     return -1;
   }
@@ -342,9 +189,7 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
                      completion);
   if (cmd == NULL)
     return -1;
-  if (h->pread_initialize)
-    memset (buf, 0, count);
-  return command_submit (h, cmd);
+  return issue_command (h, cmd);
 }
 
 int64_t
@@ -406,16 +251,24 @@ aio_disconnect (struct nbd_handle *h, uint32_t flags)
   if (cmd == NULL)
     return -1;
   h->disconnect_queued = true;
-  command_submit (h, cmd);
+  issue_command (h, cmd);
   return 0;
 }
 
+/* nbd_aio_disconnect(3): its flags must be 0 (LIBNBD_SHUTDOWN_ABANDON_PENDING
+ * belongs to nbd_shutdown).
+ */
 int
 nbd_aio_disconnect (struct nbd_handle *h, uint32_t flags)
 {
   int r;
 
   ENTER ();
+  if (flags != 0) {
+    set_error (EINVAL, "flags: invalid flags 0x%" PRIx32 " (must be 0)",
+               flags);
+    return -1;
+  }
   lock_handle (h);
   r = aio_disconnect (h, flags);
   unlock_handle (h);
@@ -424,36 +277,24 @@ nbd_aio_disconnect (struct nbd_handle *h, uint32_t flags)
 
 /* ----- Completed commands. ----- */
 
-/* Retire a finished command and report its result (1 or -1 with error). */
-int
-command_result (struct nbd_handle *h, struct command *cmd)
-{
-  int error = cmd->error;
-
-  if (error)
-    set_error (error, "%s", cmd->error_msg ? cmd->error_msg
-               : strerror (error));
-  command_retire (h, cmd);
-  return error ? -1 : 1;
-}
-
+/* nbd_aio_command_completed(3): 0 while the command is in flight, and for
+ * a cookie that is not known (never issued, or already retired), as in
+ * libnbd; 1 or -1 (with its error) once it finished, retiring it.
+ */
 int
 nbd_aio_command_completed (struct nbd_handle *h, uint64_t cookie)
 {
   struct command *cmd;
-  int r;
+  int r = 0;
 
   ENTER ();
+  if (cookie == 0) {
+    set_error (EINVAL, "cookie: 0 is never a command's cookie");
+    return -1;
+  }
   lock_handle (h);
   cmd = command_lookup (h, cookie);
-  if (cmd == NULL) {
-    set_error (EINVAL, "cookie %" PRIu64 " is not a command in flight or "
-               "awaiting retirement", cookie);
-    r = -1;
-  }
-  else if (cmd->state != CMD_DONE)
-    r = 0;
-  else
+  if (cmd && cmd->state == CMD_DONE)
     r = command_result (h, cmd);
   unlock_handle (h);
   return r;
@@ -478,17 +319,29 @@ nbd_aio_peek_command_completed (struct nbd_handle *h)
   return r;
 }
 
+/* Commands issued and not finished.  As libnbd counts it, NBD_CMD_DISC is
+ * one of them from nbd_aio_disconnect until the connection closes (once
+ * sent it is on no list: it has no reply).
+ */
 int
 nbd_aio_in_flight (struct nbd_handle *h)
 {
   int r;
 
+  ENTER ();
   lock_handle (h);
+  if (h->state == STATE_CREATED || h->state == STATE_CONNECTING ||
+      h->state == STATE_HANDSHAKE) {
+    set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
+               "invalid state: %s: the handle must be connected with the "
+               "server", state_name (h));
+    unlock_handle (h);
+    return -1;
+  }
   r = h->queue.len + h->inflight.len;
-  /* NBD_CMD_DISC is not a command the caller issued. */
-  if (h->disconnect_queued && h->queue.tail &&
-      h->queue.tail->type == NBD_CMD_DISC)
-    r--;
+  if (h->disconnect_queued && h->state == STATE_READY &&
+      !(h->queue.tail && h->queue.tail->type == NBD_CMD_DISC))
+    r++;
   unlock_handle (h);
   return r;
 }

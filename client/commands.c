@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void
+static void
 list_append (struct cmd_list *list, struct command *cmd)
 {
   cmd->next = NULL;
@@ -25,7 +25,7 @@ list_append (struct cmd_list *list, struct command *cmd)
   list->len++;
 }
 
-void
+static void
 list_remove (struct cmd_list *list, struct command *cmd)
 {
   if (cmd->prev)
@@ -175,7 +175,7 @@ command_free (struct command *cmd)
   free (cmd);
 }
 
-/* Give the command a cookie and queue it; send what can be sent now. */
+/* Give the command a cookie and queue it (machine.c sends it). */
 int64_t
 command_submit (struct nbd_handle *h, struct command *cmd)
 {
@@ -195,14 +195,7 @@ command_submit (struct nbd_handle *h, struct command *cmd)
   debug (h, "queued %s cookie %" PRIu64 " offset %" PRIu64 " count %" PRIu32,
          cmd->type == NBD_CMD_DISC ? "disconnect" : "command",
          cmd->cookie, cmd->offset, cmd->count);
-  /* Send now, but read nothing: callbacks of other commands never run
-   * inside the call that issues a command (as in libnbd), so a caller may
-   * hold its own locks around nbd_aio_*.
-   */
-  if (h->queue.len == 1 && h->state == STATE_READY &&
-      commands_send (h) == IO_ERROR)
-    set_dead (h, errno, "send: %s", strerror (errno));
-  return cookie;                /* cmd may be gone: DISC is freed once sent */
+  return cookie;
 }
 
 /* Record the first error of a command, and why. */
@@ -220,9 +213,11 @@ command_fail (struct command *cmd, int errnum, const char *fs, ...)
   va_end (args);
 }
 
-/* The reply is complete (or can never come): run the completion callback,
- * free the callbacks, and keep the command for nbd_aio_command_completed
- * unless the callback retired it by returning 1.
+/* The reply is complete (or can never come): run the completion callback
+ * and keep the command for nbd_aio_command_completed, unless the callback
+ * retired it by returning 1.  The callbacks are freed at retirement, not
+ * here (libnbd(3) "Callback lifetimes"): until then the caller may still
+ * use what its .free would release, such as the read buffer.
  */
 void
 command_complete (struct nbd_handle *h, struct command *cmd)
@@ -241,31 +236,46 @@ command_complete (struct nbd_handle *h, struct command *cmd)
   if (cmd->completion.callback) {
     int error = cmd->error;
 
+    /* A -1 fails the command with the error the callback stored; with
+     * none stored it changes nothing (as in libnbd 1.14).
+     */
     r = cmd->completion.callback (cmd->completion.user_data, &error);
-    if (r == -1) {
-      if (error)
-        cmd->error = error;
-      else if (cmd->error == 0)
-        cmd->error = EPROTO;
-    }
+    if (r == -1 && error)
+      cmd->error = error;
   }
-  free_callbacks (&cmd->chunk, &cmd->completion);
   debug (h, "cookie %" PRIu64 " completed: %s", cmd->cookie,
          cmd->error ? strerror (cmd->error) : "success");
-  if (r == 1) {
-    hash_remove (h, cmd);
-    command_free (cmd);
-  }
-  else
-    list_append (&h->done, cmd);
+  list_append (&h->done, cmd);
+  if (r == 1)
+    command_retire (h, cmd);
 }
 
+/* Forget a finished command: its callbacks are freed now. */
 void
 command_retire (struct nbd_handle *h, struct command *cmd)
 {
   list_remove (&h->done, cmd);
   hash_remove (h, cmd);
+  free_callbacks (&cmd->chunk, &cmd->completion);
   command_free (cmd);
+}
+
+/* Retire a finished command and report its result (1, or -1 with its
+ * error set).
+ */
+int
+command_result (struct nbd_handle *h, struct command *cmd)
+{
+  int error = cmd->error;
+  char *msg = cmd->error_msg;
+
+  /* Retire first: a .free that runs now cannot clobber the error. */
+  cmd->error_msg = NULL;
+  command_retire (h, cmd);
+  if (error)
+    set_error (error, "%s", msg ? msg : strerror (error));
+  free (msg);
+  return error ? -1 : 1;
 }
 
 /* The connection is gone: every queued and in-flight command fails. */
@@ -283,8 +293,13 @@ commands_abort_all (struct nbd_handle *h)
       command_free (cmd);
       continue;
     }
-    command_fail (cmd, ENOTCONN, "%s", h->dead_reason ? h->dead_reason
-                  : "the connection was closed");
+    /* As libnbd: ESHUTDOWN once we asked to disconnect, else ENOTCONN. */
+    if (h->state == STATE_CLOSED && h->disconnect_queued)
+      command_fail (cmd, ESHUTDOWN, "the connection was closed after "
+                    "nbd_shutdown or nbd_aio_disconnect");
+    else
+      command_fail (cmd, ENOTCONN, "%s", h->dead_reason ? h->dead_reason
+                    : "the server closed the connection");
     command_complete (h, cmd);
   }
 }

@@ -1,13 +1,14 @@
-/* libnbdc: making the connection: Unix, TCP and vsock sockets, a socket the
- * caller already has, or a command whose stdin/stdout is the socket.  Every
- * nbd_aio_connect_* form starts a non-blocking connect and the handshake;
- * the nbd_connect_* forms then wait until the handle is ready.
+/* libnbdc: the nbd_connect_* and nbd_aio_connect_* entry points: Unix,
+ * TCP and vsock sockets, an NBD URI, a socket the caller already has, or a
+ * command whose stdin/stdout is the socket.  Every nbd_aio_connect_* form
+ * starts a non-blocking connect (socket.c) and the handshake; the
+ * nbd_connect_* forms then wait until the handle is ready (sync.c).
  */
 
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #ifdef HAVE_LINUX_VM_SOCKETS_H
 #include <linux/vm_sockets.h>
 #endif
@@ -31,98 +33,88 @@ check_can_connect (struct nbd_handle *h)
   return 0;
 }
 
-/* Percent-encode s for a URI; in a path, '/' stays as it is. */
-char *
-uri_encode (const char *s, bool path)
-{
-  static const char hex[] = "0123456789ABCDEF";
-  char *out = malloc (strlen (s) * 3 + 1), *p = out;
-
-  if (out == NULL)
-    return NULL;
-  for (; *s; s++) {
-    unsigned char c = *s;
-
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-        (c >= '0' && c <= '9') || strchr ("-._~", c) || (path && c == '/'))
-      *p++ = c;
-    else {
-      *p++ = '%';
-      *p++ = hex[c >> 4];
-      *p++ = hex[c & 15];
-    }
-  }
-  *p = '\0';
-  return out;
-}
-
-/* Start the handshake on a connected socket. */
-int
-start_connect_socket (struct nbd_handle *h, int fd)
-{
-  int flags = fcntl (fd, F_GETFL);
-
-  if (flags == -1 || fcntl (fd, F_SETFL, flags | O_NONBLOCK) == -1) {
-    set_error (errno, "fcntl: %s", strerror (errno));
-    return -1;
-  }
-  h->fd = fd;
-  h->transport = &plain_transport;
-  h->state = STATE_HANDSHAKE;
-  h->phase = PHASE_GREETING;
-  return 0;
-}
-
-/* No TCP address took the connection: as with libnbd the handle stays
- * newly created, so the caller may try again.
+/* Remember the URI that describes this connection, for nbd_get_uri:
+ * scheme://authority/export[?socket=PATH], the export percent-encoded.
  */
-static int
-connect_failed (struct nbd_handle *h, int error)
+static void
+set_uri (struct nbd_handle *h, const char *scheme, const char *authority,
+         const char *socket)
 {
-  set_error (error, "connect: %s", strerror (error));
-  if (h->fd >= 0)
-    close (h->fd);
-  h->fd = -1;
-  h->transport = NULL;
-  if (h->addrinfo)
-    freeaddrinfo (h->addrinfo);
-  h->addrinfo = h->next_addr = NULL;
+  char *export = uri_encode (h->export_name, true);
+  char *sock = socket ? uri_encode (socket, true) : NULL;
+
   free (h->uri);
-  h->uri = NULL;
-  h->state = STATE_CREATED;
-  return -1;
+  if (export == NULL || (socket && sock == NULL) ||
+      asprintf (&h->uri, "%s://%s/%s%s%s", scheme, authority, export,
+                sock ? "?socket=" : "", sock ? sock : "") == -1)
+    h->uri = NULL;
+  free (export);
+  free (sock);
 }
 
-/* Try to connect fd to addr.  Returns 1 connected, 0 in progress, -1. */
-static int
-try_connect (struct nbd_handle *h, const struct sockaddr *addr,
-             socklen_t len)
+/* The URI of a connection to a socket address (as libnbd writes it). */
+static void
+set_uri_from_sockaddr (struct nbd_handle *h, const struct sockaddr *addr,
+                       socklen_t len)
 {
-  int fd = socket (addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-                   SOCK_CLOEXEC, 0);
+  char host[INET6_ADDRSTRLEN], authority[INET6_ADDRSTRLEN + 32];
 
-  if (fd == -1)
-    return -1;
-  if (connect (fd, addr, len) == 0) {
-    h->fd = fd;
-    return 1;
+  switch (addr->sa_family) {
+  case AF_UNIX: {
+    const struct sockaddr_un *sun = (const struct sockaddr_un *) addr;
+    size_t n = len > offsetof (struct sockaddr_un, sun_path)
+      ? len - offsetof (struct sockaddr_un, sun_path) : 0;
+    char path[sizeof sun->sun_path + 1];
+
+    if (n > sizeof sun->sun_path)
+      n = sizeof sun->sun_path;
+    memcpy (path, sun->sun_path, n);
+    path[n] = '\0';
+    set_uri (h, "nbd+unix", "", path);
+    return;
   }
-  if (errno == EINPROGRESS) {
-    h->fd = fd;
-    return 0;
+  case AF_INET: {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *) addr;
+
+    inet_ntop (AF_INET, &sin->sin_addr, host, sizeof host);
+    snprintf (authority, sizeof authority, "%s:%u", host,
+              ntohs (sin->sin_port));
+    set_uri (h, "nbd", authority, NULL);
+    return;
   }
-  int saved = errno;
-  close (fd);
-  errno = saved;
-  return -1;
+  case AF_INET6: {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *) addr;
+
+    inet_ntop (AF_INET6, &sin6->sin6_addr, host, sizeof host);
+    snprintf (authority, sizeof authority, "[%s]:%u", host,
+              ntohs (sin6->sin6_port));
+    set_uri (h, "nbd", authority, NULL);
+    return;
+  }
+#ifdef HAVE_LINUX_VM_SOCKETS_H
+  case AF_VSOCK: {
+    const struct sockaddr_vm *svm = (const struct sockaddr_vm *) addr;
+
+    snprintf (authority, sizeof authority, "%u:%u", svm->svm_cid,
+              svm->svm_port);
+    set_uri (h, "nbd+vsock", authority, NULL);
+    return;
+  }
+#endif
+  default:
+    free (h->uri);
+    h->uri = NULL;
+  }
 }
 
 static int
 aio_connect_sockaddr (struct nbd_handle *h, const struct sockaddr *addr,
                       socklen_t len)
 {
-  int r = try_connect (h, addr, len);
+  int r;
 
+  set_uri_from_sockaddr (h, addr, len);
+  r = try_connect (h, addr, len);
   if (r == -1) {
     /* As libnbd: a refused Unix/vsock connect leaves the handle dead, an
      * exhausted list of TCP addresses leaves it newly created.
@@ -140,92 +132,48 @@ aio_connect_sockaddr (struct nbd_handle *h, const struct sockaddr *addr,
   return run_machine (h);
 }
 
-/* Try the next TCP address, after one failed. */
 static int
-connect_next_address (struct nbd_handle *h, int error)
-{
-  while (h->next_addr) {
-    struct addrinfo *a = h->next_addr;
-    int r;
-
-    h->next_addr = a->ai_next;
-    r = try_connect (h, a->ai_addr, a->ai_addrlen);
-    if (r == 1)
-      return start_connect_socket (h, h->fd);
-    if (r == 0) {
-      h->state = STATE_CONNECTING;
-      return 0;
-    }
-    error = errno;
-  }
-  return connect_failed (h, error);
-}
-
-/* The socket became writable: did the connect succeed? */
-int
-connect_step (struct nbd_handle *h)
-{
-  int error = 0;
-  socklen_t len = sizeof error;
-
-  if (getsockopt (h->fd, SOL_SOCKET, SO_ERROR, &error, &len) == -1)
-    error = errno;
-  if (error == 0)
-    return start_connect_socket (h, h->fd);
-  if (error == EINPROGRESS || error == EAGAIN)
-    return 0;
-  close (h->fd);
-  h->fd = -1;
-  return connect_next_address (h, error);
-}
-
-int
 aio_connect_unix (struct nbd_handle *h, const char *path)
 {
   struct sockaddr_un addr = { .sun_family = AF_UNIX };
-  char *export = NULL, *sock = NULL;
 
+  CHECK_NOT_NULL (path, -1);
   if (strlen (path) >= sizeof addr.sun_path) {
     set_error (ENAMETOOLONG, "socket path too long: %s", path);
     return -1;
   }
   strcpy (addr.sun_path, path);
-  export = uri_encode (h->export_name, true);
-  sock = uri_encode (path, true);
-  free (h->uri);
-  if (!export || !sock ||
-      asprintf (&h->uri, "nbd+unix:///%s?socket=%s", export, sock) == -1)
-    h->uri = NULL;
-  free (export);
-  free (sock);
   return aio_connect_sockaddr (h, (struct sockaddr *) &addr, sizeof addr);
 }
 
-int
+static int
 aio_connect_tcp (struct nbd_handle *h, const char *host, const char *port)
 {
   struct addrinfo hints = {
     .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
     .ai_flags = AI_ADDRCONFIG,
   };
-  char *export;
+  char *authority;
   int r;
 
+  CHECK_NOT_NULL (host, -1);
+  CHECK_NOT_NULL (port, -1);
   r = getaddrinfo (host, port, &hints, &h->addrinfo);
   if (r != 0) {
-    set_dead (h, r == EAI_SYSTEM ? errno : ENXIO, "getaddrinfo: %s:%s: %s",
-              host, port, r == EAI_SYSTEM ? strerror (errno)
-              : gai_strerror (r));
+    /* As libnbd: the handle stays newly created, errno 0 (a resolver
+     * failure is no errno) unless the system said why.
+     */
+    h->addrinfo = NULL;
+    set_error (r == EAI_SYSTEM ? errno : 0, "getaddrinfo: %s:%s: %s",
+               host, port, r == EAI_SYSTEM ? strerror (errno)
+               : gai_strerror (r));
     return -1;
   }
-  export = uri_encode (h->export_name, true);
-  free (h->uri);
-  if (export == NULL ||
-      asprintf (&h->uri, "nbd://%s%s%s%s:%s/%s", "",
-                strchr (host, ':') ? "[" : "", host,
-                strchr (host, ':') ? "]" : "", port, export) == -1)
-    h->uri = NULL;
-  free (export);
+  if (asprintf (&authority, "%s%s%s:%s", strchr (host, ':') ? "[" : "",
+                host, strchr (host, ':') ? "]" : "", port) == -1)
+    authority = NULL;
+  set_uri (h, "nbd", authority ? authority : "", NULL);
+  free (authority);
   h->next_addr = h->addrinfo;
   h->transport = &plain_transport;
   if (connect_next_address (h, ENXIO) == -1)
@@ -233,26 +181,55 @@ aio_connect_tcp (struct nbd_handle *h, const char *host, const char *port)
   return h->state == STATE_HANDSHAKE ? run_machine (h) : 0;
 }
 
-int
+static int
 aio_connect_vsock (struct nbd_handle *h, uint32_t cid, uint32_t port)
 {
 #ifdef HAVE_LINUX_VM_SOCKETS_H
   struct sockaddr_vm addr = {
     .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port,
   };
-  char *export = uri_encode (h->export_name, true);
 
-  free (h->uri);
-  if (export == NULL ||
-      asprintf (&h->uri, "nbd+vsock://%" PRIu32 ":%" PRIu32 "/%s", cid,
-                port, export) == -1)
-    h->uri = NULL;
-  free (export);
   return aio_connect_sockaddr (h, (struct sockaddr *) &addr, sizeof addr);
 #else
   set_error (ENOTSUP, "vsock is not supported on this platform");
   return -1;
 #endif
+}
+
+/* Parse an NBD URI (uri.c), take its export name, and connect. */
+static int
+aio_connect_uri (struct nbd_handle *h, const char *str)
+{
+  struct nbd_uri u = { 0 };
+  char port[16];
+  int r = -1;
+
+  CHECK_NOT_NULL (str, -1);
+  if (uri_parse (h, &u, str) == -1)
+    goto out;
+  if (u.tls) {
+    set_error (ENOTSUP, "TLS URIs (nbds://...) are not supported by this "
+               "build of libnbdc");
+    goto out;
+  }
+  free (h->export_name);
+  h->export_name = u.export;
+  u.export = NULL;
+  switch (u.transport) {
+  case URI_UNIX:
+    r = aio_connect_unix (h, u.socket);
+    break;
+  case URI_TCP:
+    snprintf (port, sizeof port, "%" PRIu32, u.port);
+    r = aio_connect_tcp (h, u.host, u.port_name ? u.port_name : port);
+    break;
+  case URI_VSOCK:
+    r = aio_connect_vsock (h, u.cid, u.port);
+    break;
+  }
+ out:
+  uri_free (&u);
+  return r;
 }
 
 static int
@@ -261,6 +238,7 @@ aio_connect_command (struct nbd_handle *h, char **argv)
   int sv[2];
   pid_t pid;
 
+  CHECK_NOT_NULL (argv, -1);
   if (argv[0] == NULL) {
     set_error (EINVAL, "argv: the command is empty");
     return -1;
@@ -294,6 +272,18 @@ aio_connect_command (struct nbd_handle *h, char **argv)
     close (sv[0]);
     return -1;
   }
+  return run_machine (h);
+}
+
+static int
+aio_connect_socket (struct nbd_handle *h, int sock)
+{
+  if (sock < 0) {
+    set_error (EBADF, "sock: invalid file descriptor %d", sock);
+    return -1;
+  }
+  if (start_connect_socket (h, sock) == -1)
+    return -1;
   return run_machine (h);
 }
 
@@ -340,24 +330,13 @@ CONNECT_PAIR (socket, (struct nbd_handle *h, int sock), (h, sock))
 CONNECT_PAIR (uri, (struct nbd_handle *h, const char *uri), (h, uri))
 
 int
-aio_connect_socket (struct nbd_handle *h, int sock)
-{
-  if (sock < 0) {
-    set_error (EBADF, "sock: invalid file descriptor %d", sock);
-    return -1;
-  }
-  if (start_connect_socket (h, sock) == -1)
-    return -1;
-  return run_machine (h);
-}
-
-int
 nbd_aio_connect (struct nbd_handle *h, const struct sockaddr *addr,
                  socklen_t len)
 {
   int r;
 
   ENTER ();
+  CHECK_NOT_NULL (addr, -1);
   lock_handle (h);
   r = check_can_connect (h);
   if (r == 0)
@@ -373,7 +352,10 @@ nbd_get_uri (struct nbd_handle *h)
 
   ENTER ();
   lock_handle (h);
-  if (h->uri == NULL)
+  if (h->state == STATE_CREATED)
+    set_error (ENOTCONN, "invalid state: %s: the handle must be connecting, "
+               "connected, or closed", state_name (h));
+  else if (h->uri == NULL)
     set_error (EINVAL, "cannot construct a URI for this connection");
   else if ((r = strdup (h->uri)) == NULL)
     set_error (errno, "strdup");

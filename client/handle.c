@@ -17,18 +17,6 @@
 
 static atomic_uint handle_serial;
 
-void
-lock_handle (struct nbd_handle *h)
-{
-  pthread_mutex_lock (&h->lock);
-}
-
-void
-unlock_handle (struct nbd_handle *h)
-{
-  pthread_mutex_unlock (&h->lock);
-}
-
 /* The condition poll_once waits on, timed by the monotonic clock. */
 static int
 init_progress (pthread_cond_t *cond)
@@ -98,20 +86,6 @@ free_string_list (char **list, size_t n)
   for (size_t i = 0; i < n; i++)
     free (list[i]);
   free (list);
-}
-
-/* Forget what a previous handshake learned. */
-void
-free_negotiated (struct nbd_handle *h)
-{
-  free (h->canonical_name);
-  free (h->description);
-  h->canonical_name = h->description = NULL;
-  for (size_t i = 0; i < h->nr_meta; i++)
-    free (h->meta[i].name);
-  free (h->meta);
-  h->meta = NULL;
-  h->nr_meta = 0;
 }
 
 /* Destroy the handle.  Commands still queued or in flight are dropped: their
@@ -209,6 +183,7 @@ nbd_set_handle_name (struct nbd_handle *h, const char *name)
   char *copy;
 
   ENTER ();
+  CHECK_NOT_NULL (name, -1);
   copy = strdup (name);
   if (copy == NULL) {
     set_error (errno, "strdup");
@@ -267,6 +242,7 @@ nbd_set_export_name (struct nbd_handle *h, const char *name)
   int r = -1;
 
   ENTER ();
+  CHECK_NOT_NULL (name, -1);
   if (strlen (name) > NBD_MAX_STRING) {
     set_error (ENAMETOOLONG, "export name too long");
     return -1;
@@ -409,6 +385,7 @@ nbd_add_meta_context (struct nbd_handle *h, const char *name)
   int r = -1;
 
   ENTER ();
+  CHECK_NOT_NULL (name, -1);
   if (strlen (name) > NBD_MAX_STRING) {
     set_error (ENAMETOOLONG, "meta context name too long");
     return -1;
@@ -516,7 +493,7 @@ nbd_kill_subprocess (struct nbd_handle *h, int signum)
 /* These getters need a handle that got past the handshake: connected, or
  * connected once and cleanly shut down.
  */
-int
+static int
 check_negotiated (struct nbd_handle *h)
 {
   if (!h->negotiated ||
@@ -567,10 +544,34 @@ EFLAG_GETTER (nbd_can_fua, NBD_FLAG_SEND_FUA)
 EFLAG_GETTER (nbd_is_rotational, NBD_FLAG_ROTATIONAL)
 EFLAG_GETTER (nbd_can_trim, NBD_FLAG_SEND_TRIM)
 EFLAG_GETTER (nbd_can_zero, NBD_FLAG_SEND_WRITE_ZEROES)
-EFLAG_GETTER (nbd_can_fast_zero, NBD_FLAG_SEND_FAST_ZERO)
-EFLAG_GETTER (nbd_can_df, NBD_FLAG_SEND_DF)
 EFLAG_GETTER (nbd_can_multi_conn, NBD_FLAG_CAN_MULTI_CONN)
 EFLAG_GETTER (nbd_can_cache, NBD_FLAG_SEND_CACHE)
+
+/* As libnbd: fast zero needs WRITE_ZEROES, DF needs structured replies. */
+int
+nbd_can_fast_zero (struct nbd_handle *h)
+{
+  const uint16_t both = NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
+  int r;
+
+  ENTER ();
+  lock_handle (h);
+  r = check_negotiated (h) == -1 ? -1 : (h->eflags & both) == both;
+  unlock_handle (h);
+  return r;
+}
+
+int
+nbd_can_df (struct nbd_handle *h)
+{
+  int r;
+
+  ENTER ();
+  lock_handle (h);
+  r = check_negotiated (h) == -1 ? -1 : can_df (h);
+  unlock_handle (h);
+  return r;
+}
 
 int
 nbd_can_meta_context (struct nbd_handle *h, const char *name)
@@ -578,6 +579,7 @@ nbd_can_meta_context (struct nbd_handle *h, const char *name)
   int r;
 
   ENTER ();
+  CHECK_NOT_NULL (name, -1);
   lock_handle (h);
   r = check_negotiated (h);
   if (r == 0) {
@@ -664,31 +666,6 @@ nbd_get_export_description (struct nbd_handle *h)
 }
 
 /* ----- States. ----- */
-
-/* As in libnbd, "processing" means in the middle of writing a request or
- * reading a reply; a connection merely waiting for replies to commands in
- * flight is "ready" (nbd_aio_is_processing(3)).
- */
-static bool
-is_processing (const struct nbd_handle *h)
-{
-  return h->state == STATE_READY &&
-    (h->queue.len || h->rphase != RP_HEADER || input_available (h) > 0);
-}
-
-const char *
-state_name (const struct nbd_handle *h)
-{
-  switch (h->state) {
-  case STATE_CREATED: return "CREATED";
-  case STATE_CONNECTING: return "CONNECT";
-  case STATE_HANDSHAKE: return "NEGOTIATING";
-  case STATE_READY: return is_processing (h) ? "PROCESSING" : "READY";
-  case STATE_DEAD: return "DEAD";
-  case STATE_CLOSED: return "CLOSED";
-  }
-  return "UNKNOWN";
-}
 
 const char *
 nbd_connection_state (struct nbd_handle *h)

@@ -92,6 +92,20 @@ server_string (struct nbd_handle *h, const char *p, size_t len,
   return s;
 }
 
+/* Forget what a previous handshake learned (also at nbd_close). */
+void
+free_negotiated (struct nbd_handle *h)
+{
+  free (h->canonical_name);
+  free (h->description);
+  h->canonical_name = h->description = NULL;
+  for (size_t i = 0; i < h->nr_meta; i++)
+    free (h->meta[i].name);
+  free (h->meta);
+  h->meta = NULL;
+  h->nr_meta = 0;
+}
+
 /* Transmission begins. */
 static int
 finish_handshake (struct nbd_handle *h, uint64_t size, uint16_t eflags)
@@ -269,17 +283,10 @@ reply_structured_reply (struct nbd_handle *h, uint32_t type,
   return after_structured_reply (h);
 }
 
-static bool
-was_requested (struct nbd_handle *h, const char *name)
-{
-  for (size_t i = 0; i < h->nr_request_meta; i++)
-    if (strcmp (h->request_meta[i], name) == 0)
-      return true;
-  return false;
-}
-
 /* Replies to NBD_OPT_SET_META_CONTEXT: a context id per context the server
- * selected, then ACK.
+ * selected, then ACK.  A selected name may differ from the query that
+ * chose it (a query can match several); it is kept as the server names
+ * it, as libnbd keeps it.
  */
 static int
 reply_set_meta_context (struct nbd_handle *h, uint32_t type,
@@ -304,12 +311,6 @@ reply_set_meta_context (struct nbd_handle *h, uint32_t type,
   name = server_string (h, data + 4, len - 4, "meta context name");
   if (name == NULL)
     return -1;
-  if (!was_requested (h, name)) {
-    set_dead (h, EPROTO, VIOLATION "server selected meta context \"%s\" "
-              "that was not requested", name);
-    free (name);
-    return -1;
-  }
   if (h->nr_meta >= MAX_META_CONTEXTS ||
       (meta = realloc (h->meta, (h->nr_meta + 1) * sizeof *meta)) == NULL) {
     set_dead (h, EPROTO, VIOLATION "too many meta contexts");
@@ -329,25 +330,28 @@ is_power_of_2 (uint32_t v)
   return v && !(v & (v - 1));
 }
 
-/* NBD_INFO_BLOCK_SIZE: minimum a power of 2 up to 64 KiB, preferred a
- * power of 2 at least the minimum, maximum a multiple of the minimum (or
- * 0xffffffff) and at least the preferred size, as the spec requires.
+/* NBD_INFO_BLOCK_SIZE (NBD spec "Block size constraints"): minimum a
+ * power of 2 up to 64 KiB, preferred a power of 2 at least the minimum
+ * and 512, maximum at least the preferred size and a multiple of the
+ * minimum (or 0xffffffff).  Sizes that break these rules are ignored, as
+ * libnbd 1.14 ignores them: the getters then return 0.
  */
-static int
+static void
 info_block_size (struct nbd_handle *h, const char *p)
 {
   uint32_t min = get32 (p), pref = get32 (p + 4), max = get32 (p + 8);
 
   if (!is_power_of_2 (min) || min > 64 * 1024 || !is_power_of_2 (pref) ||
-      pref < min || (max != UINT32_MAX && (max % min || max < min))) {
-    set_dead (h, EPROTO, VIOLATION "invalid block sizes: minimum %" PRIu32
-              ", preferred %" PRIu32 ", maximum %" PRIu32, min, pref, max);
-    return -1;
+      pref < min || pref < 512 || max < pref ||
+      (max != UINT32_MAX && max % min)) {
+    debug (h, "ignoring invalid block sizes from the server: minimum %"
+           PRIu32 ", preferred %" PRIu32 ", maximum %" PRIu32,
+           min, pref, max);
+    return;
   }
   h->block_minimum = min;
   h->block_preferred = pref;
   h->block_maximum = max;
-  return 0;
 }
 
 static int
@@ -372,7 +376,8 @@ reply_info (struct nbd_handle *h, const char *data, uint32_t len)
   case NBD_INFO_BLOCK_SIZE:
     if (len != 14)
       break;
-    return info_block_size (h, data + 2);
+    info_block_size (h, data + 2);
+    return 0;
   case NBD_INFO_NAME:
   case NBD_INFO_DESCRIPTION:
     field = info == NBD_INFO_NAME ? &h->canonical_name : &h->description;
@@ -387,6 +392,20 @@ reply_info (struct nbd_handle *h, const char *data, uint32_t len)
   set_dead (h, EPROTO, VIOLATION "NBD_INFO type %" PRIu16 " of %" PRIu32
             " bytes", info, len);
   return -1;
+}
+
+/* The errno of a refused NBD_OPT_GO: libnbd's where it sets one. */
+static int
+go_error_errno (uint32_t type)
+{
+  switch (type) {
+  case NBD_REP_ERR_UNKNOWN: return ENOENT;
+  case NBD_REP_ERR_POLICY: return EPERM;
+  case NBD_REP_ERR_TLS_REQD: return ENOTSUP;
+  case NBD_REP_ERR_PLATFORM: return ENOTSUP;
+  case NBD_REP_ERR_SHUTDOWN: return ESHUTDOWN;
+  default: return EINVAL;
+  }
 }
 
 /* Replies to NBD_OPT_GO: INFO replies, then ACK and transmission. */
@@ -413,9 +432,7 @@ reply_go (struct nbd_handle *h, uint32_t type, const char *data,
     char msg[NBD_MAX_STRING + 1];
 
     printable_message (msg, data, len);
-    set_dead (h, type == NBD_REP_ERR_UNKNOWN ? ENOENT
-              : type == NBD_REP_ERR_POLICY ? EPERM
-              : type == NBD_REP_ERR_TLS_REQD ? ENOTSUP : EINVAL,
+    set_dead (h, go_error_errno (type),
               "server refused export \"%s\": %s%s%s", h->export_name,
               reply_error_name (type), len ? ": " : "", msg);
     return -1;
@@ -454,6 +471,11 @@ read_option_reply (struct nbd_handle *h, uint32_t *type, const char **data,
     set_dead (h, EPROTO, VIOLATION "option reply of %" PRIu32 " bytes to %s "
               "(the limit is %d)", *len, option_name (h->opt_current),
               MAX_OPTION_REPLY);
+    return IO_ERROR;
+  }
+  if (*type == NBD_REP_ACK && *len != 0) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_ACK to %s with a payload of %"
+              PRIu32 " bytes", option_name (h->opt_current), *len);
     return IO_ERROR;
   }
   r = input_fill (h, sizeof (struct nbd_fixed_new_option_reply) + *len);

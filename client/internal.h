@@ -23,11 +23,17 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 /* Everything the public header declares is exported; everything else in the
  * library is hidden (-fvisibility=hidden plus the version script).
  */
+/* The library checks its pointer arguments itself (NULL gets EFAULT), so
+ * it must not let the compiler assume they are non-NULL.
+ */
+#define LIBNBD_ATTRIBUTE_NONNULL(...)
+
 #pragma GCC visibility push(default)
 #include "libnbd.h"
 #pragma GCC visibility pop
@@ -122,7 +128,7 @@ struct command {
   nbd_completion_callback completion;
   int error;                    /* first error seen, 0 = success */
   char *error_msg;              /* why, when the library decided */
-  unsigned data_chunks;         /* OFFSET_DATA chunks seen (DF rule) */
+  unsigned content_chunks;      /* data and hole chunks seen (DF rule) */
   uint64_t covered;             /* bytes covered by data + hole chunks */
   struct range first_range;     /* ranges[] when nr_ranges <= 1 */
   struct range *ranges;
@@ -218,7 +224,18 @@ struct nbd_handle {
   char *rdest;                  /* data: where the next byte goes */
   bool large_reads;             /* the last data payload was LARGE_READ+ */
   size_t rleft;                 /* data / discard: bytes still to come */
+  unsigned recv_budget;         /* recv calls left in this run (machine.c) */
 };
+
+/* How the files depend on each other, top to bottom; each calls only
+ * files below it (shared/DESIGN.md, "Dependencies point down"):
+ *
+ *   entry points   handle.c  connect.c  aio.c  sync.c
+ *   driver         machine.c
+ *   phases         socket.c  handshake.c  reply.c   (and uri.c, a parser)
+ *   commands       commands.c
+ *   below all      state.c  transport.c  errors.c  protocol.h
+ */
 
 /* errors.c */
 extern void set_error_context (const char *context);
@@ -232,30 +249,33 @@ extern void printable_message (char *dst, const char *src, size_t len);
 /* Entry prologue: set the error context to the function's name. */
 #define ENTER() set_error_context (__func__)
 
-/* handle.c */
-extern const char *state_name (const struct nbd_handle *h);
-extern void lock_handle (struct nbd_handle *h);
-extern void unlock_handle (struct nbd_handle *h);
-extern int check_negotiated (struct nbd_handle *h);
-extern void free_negotiated (struct nbd_handle *h);
+/* A pointer argument libnbd checks: NULL fails the call with EFAULT. */
+#define CHECK_NOT_NULL(arg, ret)                                        \
+  do {                                                                  \
+    if ((arg) == NULL) {                                                \
+      set_error (EFAULT, "%s: parameter must not be NULL", #arg);       \
+      return ret;                                                       \
+    }                                                                   \
+  } while (0)
 
-/* connect.c */
-extern int start_connect_socket (struct nbd_handle *h, int fd);
-extern int check_can_connect (struct nbd_handle *h);
-extern int connect_step (struct nbd_handle *h);
-extern char *uri_encode (const char *s, bool path);
-extern int aio_connect_unix (struct nbd_handle *h, const char *path);
-extern int aio_connect_tcp (struct nbd_handle *h, const char *host,
-                            const char *port);
-extern int aio_connect_vsock (struct nbd_handle *h, uint32_t cid,
-                              uint32_t port);
-extern int aio_connect_socket (struct nbd_handle *h, int sock);
+static inline void
+lock_handle (struct nbd_handle *h)
+{
+  pthread_mutex_lock (&h->lock);
+}
 
-/* uri.c */
-extern int aio_connect_uri (struct nbd_handle *h, const char *uri);
+static inline void
+unlock_handle (struct nbd_handle *h)
+{
+  pthread_mutex_unlock (&h->lock);
+}
 
-/* handshake.c */
-extern int handshake_step (struct nbd_handle *h);
+/* The server accepts DF (it needs structured replies). */
+static inline bool
+can_df (const struct nbd_handle *h)
+{
+  return h->sr_negotiated && (h->eflags & NBD_FLAG_SEND_DF);
+}
 
 /* transport.c: results of the I/O helpers. */
 #define IO_DONE 1
@@ -273,6 +293,13 @@ extern void input_consume (struct nbd_handle *h, size_t n);
 extern int input_read_into (struct nbd_handle *h, char **dest, size_t *left);
 extern int input_discard (struct nbd_handle *h, size_t *left);
 
+/* state.c */
+extern void set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
+  __attribute__ ((__format__ (__printf__, 3, 4)));
+extern void set_closed (struct nbd_handle *h);
+extern bool is_processing (const struct nbd_handle *h);
+extern const char *state_name (const struct nbd_handle *h);
+
 /* commands.c */
 extern struct command *command_new (struct nbd_handle *h, uint16_t type,
                                     uint16_t flags, uint64_t offset,
@@ -286,34 +313,58 @@ extern void command_fail (struct command *cmd, int errnum,
   __attribute__ ((__format__ (__printf__, 3, 4)));
 extern void command_complete (struct nbd_handle *h, struct command *cmd);
 extern void command_retire (struct nbd_handle *h, struct command *cmd);
+extern int command_result (struct nbd_handle *h, struct command *cmd);
 extern void commands_abort_all (struct nbd_handle *h);
 extern void commands_free_all (struct nbd_handle *h);
 extern int commands_send (struct nbd_handle *h);
 extern void free_callbacks (nbd_chunk_callback *chunk,
                             nbd_completion_callback *completion);
 extern int ranges_add (struct command *cmd, uint64_t start, uint64_t end);
-extern void list_append (struct cmd_list *list, struct command *cmd);
-extern void list_remove (struct cmd_list *list, struct command *cmd);
+
+/* uri.c */
+enum uri_transport { URI_TCP, URI_UNIX, URI_VSOCK };
+
+struct nbd_uri {
+  enum uri_transport transport;
+  bool tls;
+  char *host;                   /* TCP host ("localhost" by default) */
+  char *port_name;              /* TCP service, NULL for the default */
+  uint32_t cid, port;           /* vsock */
+  char *export;
+  char *socket;                 /* Unix socket path */
+};
+
+extern int uri_parse (struct nbd_handle *h, struct nbd_uri *u,
+                      const char *str);
+extern void uri_free (struct nbd_uri *u);
+extern char *uri_encode (const char *s, bool path);
+
+/* socket.c */
+extern int start_connect_socket (struct nbd_handle *h, int fd);
+extern int try_connect (struct nbd_handle *h, const struct sockaddr *addr,
+                        socklen_t len);
+extern int connect_next_address (struct nbd_handle *h, int error);
+extern int connect_step (struct nbd_handle *h);
+
+/* handshake.c */
+extern int handshake_step (struct nbd_handle *h);
+extern void free_negotiated (struct nbd_handle *h);
 
 /* reply.c */
 extern int reply_step (struct nbd_handle *h);
 
-/* aio.c */
-#define WANT_READ  LIBNBD_AIO_DIRECTION_READ
-#define WANT_WRITE LIBNBD_AIO_DIRECTION_WRITE
+/* machine.c */
 extern int run_machine (struct nbd_handle *h);
-extern void set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
-  __attribute__ ((__format__ (__printf__, 3, 4)));
-extern void set_closed (struct nbd_handle *h);
+extern int64_t issue_command (struct nbd_handle *h, struct command *cmd);
 extern unsigned direction (const struct nbd_handle *h);
 extern int poll_once (struct nbd_handle *h, int timeout);
 
+/* aio.c */
 extern int64_t aio_pread (struct nbd_handle *h, void *buf, size_t count,
                           uint64_t offset, nbd_chunk_callback *chunk,
                           nbd_completion_callback *completion,
                           uint32_t flags);
 extern int aio_disconnect (struct nbd_handle *h, uint32_t flags);
-extern int command_result (struct nbd_handle *h, struct command *cmd);
 
 /* sync.c */
 extern int wait_for_connected (struct nbd_handle *h);

@@ -103,9 +103,11 @@ accept_range (struct command *cmd, uint16_t type, uint64_t offset,
                   cmd->count);
     return false;
   }
-  if (type == NBD_REPLY_TYPE_OFFSET_DATA &&
-      (cmd->flags & NBD_CMD_FLAG_DF) && cmd->data_chunks > 0) {
-    command_fail (cmd, EPROTO, VIOLATION "more than one OFFSET_DATA chunk "
+  /* NBD spec, NBD_CMD_FLAG_DF: the server sends the data in one chunk, so
+   * one content chunk (data, or a hole) in all.
+   */
+  if ((cmd->flags & NBD_CMD_FLAG_DF) && cmd->content_chunks > 0) {
+    command_fail (cmd, EPROTO, VIOLATION "more than one data or hole chunk "
                   "although the read asked for DF (don't fragment)");
     return false;
   }
@@ -121,6 +123,7 @@ accept_range (struct command *cmd, uint16_t type, uint64_t offset,
                   "than %d pieces", MAX_RANGES);
     return false;
   }
+  cmd->content_chunks++;
   return true;
 }
 
@@ -287,8 +290,8 @@ error_chunk (struct nbd_handle *h)
                   h->rlength - expected);
     return 0;
   }
-  if (error == 0) {
-    command_fail (cmd, EPROTO, VIOLATION "%s chunk with error value 0",
+  if (error == 0) {             /* the stream is intact: as libnbd */
+    command_fail (cmd, EINVAL, VIOLATION "%s chunk with error value 0",
                   chunk_type_name (h->rtype));
     return 0;
   }
@@ -332,7 +335,6 @@ chunk_payload (struct nbd_handle *h)
       reject_chunk (h, len);
       return 0;
     }
-    cmd->data_chunks++;
     h->roffset = offset;
     h->rstart = h->rdest = (char *) cmd->data + (offset - cmd->offset);
     h->rleft = len;
@@ -445,14 +447,16 @@ reply_step (struct nbd_handle *h)
     case IO_AGAIN:
       return IO_AGAIN;
     case IO_EOF:
-      if (h->rphase == RP_HEADER && input_available (h) == 0 &&
-          h->inflight.len == 0 && h->disconnect_queued) {
+      /* Between replies the server may close (after NBD_CMD_DISC, or
+       * going away): the handle is closed, as in libnbd, and whatever is
+       * in flight fails.  In the middle of a reply it died.
+       */
+      if (h->rphase == RP_HEADER && input_available (h) == 0) {
         set_closed (h);
         return -1;
       }
-      set_dead (h, ECONNRESET, "server closed the connection%s",
-                h->rphase == RP_HEADER && input_available (h) == 0
-                ? "" : " in the middle of a reply");
+      set_dead (h, ECONNRESET, "server closed the connection in the middle "
+                "of a reply");
       return -1;
     default:
       set_dead (h, errno, "recv: %s", strerror (errno));

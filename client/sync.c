@@ -68,14 +68,19 @@ nbd_pread_structured (struct nbd_handle *h, void *buf, size_t count,
   return sync_pread (h, buf, count, offset, &chunk, flags);
 }
 
+/* nbd_shutdown(3): disconnect (unless nbd_aio_disconnect already asked
+ * to) and wait until the server closed the connection.
+ */
 int
 nbd_shutdown (struct nbd_handle *h, uint32_t flags)
 {
-  int r;
+  int r = 0;
 
   ENTER ();
   lock_handle (h);
-  r = aio_disconnect (h, flags);
+  if (!h->disconnect_queued || h->state != STATE_READY ||
+      (flags & ~LIBNBD_SHUTDOWN_MASK))
+    r = aio_disconnect (h, flags);
   if (r == 0) {
     while (h->state == STATE_READY)
       if (poll_once (h, -1) == -1)

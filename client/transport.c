@@ -54,6 +54,21 @@ const struct transport plain_transport = {
   .close = plain_close,
 };
 
+/* One recv through the transport, within the budget of this run of the
+ * machine (machine.c): past it, "would block", though the socket may still
+ * hold bytes; it then polls readable and the next run goes on.
+ */
+static ssize_t
+budget_recv (struct nbd_handle *h, void *buf, size_t len)
+{
+  if (h->recv_budget == 0) {
+    errno = EAGAIN;
+    return -1;
+  }
+  h->recv_budget--;
+  return h->transport->recv (h, buf, len);
+}
+
 /* Classify the result of a recv/send. */
 int
 io_result (ssize_t r)
@@ -124,7 +139,7 @@ input_fill (struct nbd_handle *h, size_t need)
       h->in_end -= h->in_start;
       h->in_start = 0;
     }
-    r = h->transport->recv (h, h->inbuf + h->in_end, fill_size (h, need));
+    r = budget_recv (h, h->inbuf + h->in_end, fill_size (h, need));
     res = io_result (r);
     if (res != IO_DONE)
       return res;
@@ -150,7 +165,7 @@ input_read_into (struct nbd_handle *h, char **dest, size_t *left)
     *left -= n;
   }
   while (*left > 0) {
-    ssize_t r = h->transport->recv (h, *dest, *left);
+    ssize_t r = budget_recv (h, *dest, *left);
     int res = io_result (r);
 
     if (res != IO_DONE)

@@ -1,7 +1,8 @@
-/* libnbdc: NBD URIs (the NBD project's doc/uri.md), as nbd_connect_uri in
- * libnbd 1.14 accepts them:
+/* libnbdc: NBD URIs (the NBD project's doc/uri.md), parsed as
+ * nbd_connect_uri in libnbd 1.14 accepts them:
  *   nbd://host[:port]/export          nbd+unix:///export?socket=PATH
- *   nbd+vsock://cid[:port]/export     and nbds* (TLS) forms of each.
+ *   nbd+vsock://[cid][:port]/export   and nbds* (TLS) forms of each.
+ * connect.c connects to what this finds; uri_encode writes URIs back.
  */
 
 #include "internal.h"
@@ -10,7 +11,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum transport_kind { T_TCP, T_UNIX, T_VSOCK };
+/* Percent-encode s for a URI; in a path, '/' stays as it is. */
+char *
+uri_encode (const char *s, bool path)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  char *out = malloc (strlen (s) * 3 + 1), *p = out;
+
+  if (out == NULL)
+    return NULL;
+  for (; *s; s++) {
+    unsigned char c = *s;
+
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+        (c >= '0' && c <= '9') || strchr ("-._~", c) || (path && c == '/'))
+      *p++ = c;
+    else {
+      *p++ = '%';
+      *p++ = hex[c >> 4];
+      *p++ = hex[c & 15];
+    }
+  }
+  *p = '\0';
+  return out;
+}
 
 static int
 hexval (char c)
@@ -49,38 +73,33 @@ decode (const char *s, size_t len)
   return out;
 }
 
-struct uri {
-  enum transport_kind kind;
-  bool tls;
-  char *host, *port, *export, *socket;
-};
-
-static void
-uri_free (struct uri *u)
+void
+uri_free (struct nbd_uri *u)
 {
   free (u->host);
-  free (u->port);
+  free (u->port_name);
   free (u->export);
   free (u->socket);
 }
 
+/* The scheme, in lower case only (as libnbd). */
 static int
-parse_scheme (struct uri *u, const char *s, size_t len)
+parse_scheme (struct nbd_uri *u, const char *s, size_t len)
 {
   static const struct {
     const char *name;
-    enum transport_kind kind;
+    enum uri_transport transport;
     bool tls;
   } schemes[] = {
-    { "nbd", T_TCP, false }, { "nbds", T_TCP, true },
-    { "nbd+unix", T_UNIX, false }, { "nbds+unix", T_UNIX, true },
-    { "nbd+vsock", T_VSOCK, false }, { "nbds+vsock", T_VSOCK, true },
+    { "nbd", URI_TCP, false }, { "nbds", URI_TCP, true },
+    { "nbd+unix", URI_UNIX, false }, { "nbds+unix", URI_UNIX, true },
+    { "nbd+vsock", URI_VSOCK, false }, { "nbds+vsock", URI_VSOCK, true },
   };
 
   for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
     if (strlen (schemes[i].name) == len &&
-        strncasecmp (schemes[i].name, s, len) == 0) {
-      u->kind = schemes[i].kind;
+        strncmp (schemes[i].name, s, len) == 0) {
+      u->transport = schemes[i].transport;
       u->tls = schemes[i].tls;
       return 0;
     }
@@ -90,7 +109,7 @@ parse_scheme (struct uri *u, const char *s, size_t len)
 
 /* host[:port], host possibly [v6 address]; user@ is ignored. */
 static int
-parse_authority (struct uri *u, const char *s, size_t len)
+parse_authority (struct nbd_uri *u, const char *s, size_t len)
 {
   const char *at = memchr (s, '@', len), *colon;
   size_t hlen;
@@ -119,8 +138,8 @@ parse_authority (struct uri *u, const char *s, size_t len)
     u->host = decode (s, hlen);
   }
   if (colon)
-    u->port = strndup (colon + 1, s + len - colon - 1);
-  if (u->host == NULL || (colon && u->port == NULL)) {
+    u->port_name = strndup (colon + 1, s + len - colon - 1);
+  if (u->host == NULL || (colon && u->port_name == NULL)) {
     set_error (errno ? errno : EINVAL, "URI: cannot parse the host");
     return -1;
   }
@@ -128,7 +147,7 @@ parse_authority (struct uri *u, const char *s, size_t len)
 }
 
 static int
-parse_query (struct nbd_handle *h, struct uri *u, const char *q)
+parse_query (struct nbd_handle *h, struct nbd_uri *u, const char *q)
 {
   while (*q) {
     size_t len = strcspn (q, "&;");
@@ -145,10 +164,11 @@ parse_query (struct nbd_handle *h, struct uri *u, const char *q)
       u->socket = value;
       value = NULL;
     }
-    else if (klen == 12 && strncmp (q, "tls-psk-file", 12) == 0) {
+    else if ((klen == 12 && strncmp (q, "tls-psk-file", 12) == 0) ||
+             (klen == 16 && strncmp (q, "tls-certificates", 16) == 0)) {
       /* libnbd refuses local file access from a URI by default. */
-      set_error (EPERM, "local file access (tls-psk-file) is not allowed "
-                 "from a URI");
+      set_error (EPERM, "local file access (%.*s) is not allowed from a "
+                 "URI", (int) klen, q);
       free (value);
       return -1;
     }
@@ -163,7 +183,7 @@ parse_query (struct nbd_handle *h, struct uri *u, const char *q)
 }
 
 static int
-parse_uri (struct nbd_handle *h, struct uri *u, const char *s)
+parse_uri (struct nbd_handle *h, struct nbd_uri *u, const char *s)
 {
   const char *sep = strstr (s, "://"), *auth, *path, *query;
   size_t alen;
@@ -202,72 +222,71 @@ parse_uri (struct nbd_handle *h, struct uri *u, const char *s)
   return query ? parse_query (h, u, query + 1) : 0;
 }
 
-/* Parse the URI, set the export name, and start connecting. */
-int
-aio_connect_uri (struct nbd_handle *h, const char *str)
+/* Check what the transport needs and fill in the defaults. */
+static int
+uri_complete (struct nbd_uri *u)
 {
-  struct uri u = { 0 };
-  int r = -1;
+  char *end;
+  unsigned long v;
 
-  if (parse_uri (h, &u, str) == -1)
-    goto out;
-  if (u.tls) {
-    set_error (ENOTSUP, "TLS URIs (nbds://...) are not supported by this "
-               "build of libnbdc");
-    goto out;
-  }
-  free (h->export_name);
-  h->export_name = u.export;
-  u.export = NULL;
-
-  switch (u.kind) {
-  case T_UNIX:
-    if (u.socket == NULL || *u.host) {
-      set_error (EINVAL, "nbd+unix URI: %s", u.socket == NULL
-                 ? "the socket=PATH parameter is required"
-                 : "a host is not allowed");
-      goto out;
+  switch (u->transport) {
+  case URI_UNIX:                /* a host, if any, is ignored (libnbd) */
+    if (u->socket == NULL) {
+      set_error (EINVAL, "nbd+unix URI: the socket=PATH parameter is "
+                 "required");
+      return -1;
     }
-    r = aio_connect_unix (h, u.socket);
-    break;
-  case T_TCP:
-    if (u.socket) {
-      set_error (EINVAL, "nbd URI: socket= needs the nbd+unix scheme");
-      goto out;
+    return 0;
+  case URI_TCP:
+    if (u->socket) {
+      set_error (EINVAL, "socket= is incompatible with the nbd: scheme "
+                 "(did you mean nbd+unix:///?socket=...)");
+      return -1;
     }
-    r = aio_connect_tcp (h, *u.host ? u.host : "localhost",
-                         u.port && *u.port ? u.port : "10809");
-    break;
-  case T_VSOCK: {
-    char *end;
-    unsigned long cid, port = 10809;
-
+    if (*u->host == '\0') {
+      free (u->host);
+      u->host = strdup ("localhost");
+    }
+    if (u->port_name && *u->port_name == '\0') {
+      free (u->port_name);
+      u->port_name = NULL;      /* the default port */
+    }
+    u->port = 10809;
+    if (u->host == NULL) {
+      set_error (ENOMEM, "strdup");
+      return -1;
+    }
+    return 0;
+  case URI_VSOCK:
+    u->cid = 2;                 /* VMADDR_CID_HOST, libnbd's default */
+    u->port = 10809;
     errno = 0;
-    cid = strtoul (u.host, &end, 10);
-    if (errno || *end || !*u.host || cid > UINT32_MAX) {
-      set_error (EINVAL, "nbd+vsock URI: bad CID \"%s\"", u.host);
-      goto out;
-    }
-    if (u.port && *u.port) {
-      port = strtoul (u.port, &end, 10);
-      if (errno || *end || port > UINT32_MAX) {
-        set_error (EINVAL, "nbd+vsock URI: bad port \"%s\"", u.port);
-        goto out;
+    if (*u->host) {
+      v = strtoul (u->host, &end, 10);
+      if (errno || *end || v > UINT32_MAX) {
+        set_error (EINVAL, "nbd+vsock URI: bad CID \"%s\"", u->host);
+        return -1;
       }
+      u->cid = v;
     }
-    r = aio_connect_vsock (h, cid, port);
-    break;
+    if (u->port_name && *u->port_name) {
+      v = strtoul (u->port_name, &end, 10);
+      if (errno || *end || v > UINT32_MAX) {
+        set_error (EINVAL, "nbd+vsock URI: bad port \"%s\"", u->port_name);
+        return -1;
+      }
+      u->port = v;
+    }
+    return 0;
   }
-  }
-  if (r == 0 || h->state != STATE_CREATED) {
-    char *copy = strdup (str);
+  abort ();
+}
 
-    if (copy) {
-      free (h->uri);
-      h->uri = copy;
-    }
-  }
- out:
-  uri_free (&u);
-  return r;
+/* Parse an NBD URI into *u (freed with uri_free, also on failure). */
+int
+uri_parse (struct nbd_handle *h, struct nbd_uri *u, const char *str)
+{
+  if (parse_uri (h, u, str) == -1)
+    return -1;
+  return uri_complete (u);
 }

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <libnbd.h>
 
@@ -244,6 +245,21 @@ drain (struct nbd_handle *h)
       return nbd_aio_in_flight (h) <= 0;
   }
   return true;
+}
+
+/* The pid in a server's pid file (nbdkit -P), or -1. */
+static TAP_UNUSED pid_t
+read_pidfile (const char *file)
+{
+  FILE *fp = fopen (file, "r");
+  int pid = -1;
+
+  if (fp == NULL)
+    return -1;
+  if (fscanf (fp, "%d", &pid) != 1)
+    pid = -1;
+  fclose (fp);
+  return pid;
 }
 
 #endif /* API_TAP_H */

@@ -9,20 +9,32 @@
  * socket; the others wait for it to make progress.  A hang shows as the
  * test's timeout.
  *
- * Usage: api-threads SOCKET (nbdkit pattern).
+ * Then a handle dies while another thread waits on it: thread A waits in
+ * a blocking nbd_pread (or in its own nbd_poll loop) for a read that
+ * nbdkit --filter=delay holds for 10 s; the main thread kills the server
+ * (kill -9).  Thread A must return with an error within a few seconds.
+ *
+ * Usage: api-threads SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 DLYPID2]
+ * (nbdkit pattern; two nbdkit --filter=delay pattern 1M delay-read=10,
+ * each killed by this test).
  */
 
 #include <config.h>
 
 #include <endian.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libnbd.h>
+
+#include "api-tap.h"
 
 #define ROUNDS 10
 #define THREADS 4
@@ -92,6 +104,93 @@ run (void *arg)
   return NULL;
 }
 
+/* The thread waiting on a handle whose server dies. */
+struct waiter {
+  struct nbd_handle *h;
+  bool use_poll;
+  int result;
+  char error[256];
+  volatile bool done;
+};
+
+static void *
+wait_on_dying (void *arg)
+{
+  struct waiter *w = arg;
+  static char buf[512];
+  const char *msg;
+
+  if (!w->use_poll)
+    w->result = nbd_pread (w->h, buf, sizeof buf, 0, 0);
+  else {
+    int64_t cookie = nbd_aio_pread (w->h, buf, sizeof buf, 0,
+                                    NBD_NULL_COMPLETION, 0);
+    int r = -1;
+
+    if (cookie >= 1)
+      while ((r = nbd_aio_command_completed (w->h, cookie)) == 0)
+        if (nbd_poll (w->h, -1) == -1) {
+          r = nbd_aio_command_completed (w->h, cookie);
+          if (r == 0)
+            r = -2;
+          break;
+        }
+    w->result = r;
+  }
+  msg = nbd_get_error ();
+  snprintf (w->error, sizeof w->error, "%s", msg ? msg : "");
+  __atomic_store_n (&w->done, true, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+
+/* libnbd(3): when a handle dies its in-flight commands fail; a thread
+ * blocked on it must wake up, not wait for the server's 10 s delay.
+ */
+static void
+test_dying_handle (const char *sock, const char *pidfile, bool use_poll)
+{
+  const char *how = use_poll ? "an nbd_poll loop" : "a blocking nbd_pread";
+  struct waiter w = { .use_poll = use_poll };
+  pthread_t thread;
+  pid_t pid;
+  time_t start;
+
+  w.h = nbd_create ();
+  if (w.h == NULL || nbd_connect_unix (w.h, sock) == -1) {
+    printf ("not ok - %s: connect: %s\n", how, nbd_get_error ());
+    return;
+  }
+  pthread_create (&thread, NULL, wait_on_dying, &w);
+  usleep (500000);              /* thread A is now waiting for the reply */
+  pid = read_pidfile (pidfile);
+  if (pid <= 1 || kill (pid, SIGKILL) == -1) {
+    printf ("not ok - %s: kill -9 the server (pid file %s)\n", how,
+            pidfile);
+    return;
+  }
+  start = time (NULL);
+  while (!__atomic_load_n (&w.done, __ATOMIC_SEQ_CST) &&
+         time (NULL) - start < 5)
+    usleep (10000);
+  if (!__atomic_load_n (&w.done, __ATOMIC_SEQ_CST)) {
+    /* Thread A hangs: report it and leave; it cannot be joined. */
+    printf ("not ok - a thread waiting in %s returns within 5 s when the "
+            "server is killed\n", how);
+    fflush (stdout);
+    _exit (0);
+  }
+  pthread_join (thread, NULL);
+  printf ("ok - a thread waiting in %s returns within 5 s when the server "
+          "is killed\n", how);
+  printf ("%s - and its read failed\n", w.result == -1 ? "ok" : "not ok");
+  if (w.result != -1)
+    printf ("# result %d\n", w.result);
+  else
+    printf ("# error: %s\n", w.error);
+  nbd_close (w.h);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -99,8 +198,10 @@ main (int argc, char *argv[])
   struct worker workers[THREADS];
   unsigned bad = 0, failures = 0;
 
-  if (argc != 2) {
-    fprintf (stderr, "usage: %s SOCKET\n", argv[0]);
+  setvbuf (stdout, NULL, _IOLBF, 0);
+  if (argc != 2 && argc != 6) {
+    fprintf (stderr, "usage: %s SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 "
+             "DLYPID2]\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   for (int round = 0; round < ROUNDS; round++) {
@@ -128,5 +229,9 @@ main (int argc, char *argv[])
           "finished, none failed\n", failures ? "not ok" : "ok", ROUNDS,
           THREADS, READS_PER_THREAD);
   printf ("%s - every read returned the pattern\n", bad ? "not ok" : "ok");
+  if (argc == 6) {
+    test_dying_handle (argv[2], argv[3], false);
+    test_dying_handle (argv[4], argv[5], true);
+  }
   return 0;
 }

@@ -15,6 +15,7 @@ API_TESTS = \
 	api-read-nbd-server.sh \
 	api-callbacks.sh \
 	api-free.sh \
+	api-contract.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -26,6 +27,7 @@ check_PROGRAMS += \
 	api-read-nbdc \
 	api-callbacks-nbdc \
 	api-free-nbdc \
+	api-contract-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -45,6 +47,10 @@ api_free_nbdc_SOURCES = api-free.c api-tap.h
 api_free_nbdc_LDFLAGS = -no-install
 api_free_nbdc_LDADD = $(NBDC_LIBS)
 
+api_contract_nbdc_SOURCES = api-contract.c api-tap.h
+api_contract_nbdc_LDFLAGS = -no-install
+api_contract_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -55,6 +61,7 @@ check_PROGRAMS += \
 	api-read-libnbd \
 	api-callbacks-libnbd \
 	api-free-libnbd \
+	api-contract-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -77,21 +84,47 @@ api_free_libnbd_SOURCES = api-free.c api-tap.h
 api_free_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_free_libnbd_LDADD = $(LIBNBD_LIBS)
 
+api_contract_libnbd_SOURCES = api-contract.c api-tap.h
+api_contract_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_contract_libnbd_LDADD = $(LIBNBD_LIBS)
+
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
+
+# The same tests run against libnbd: the checks encode libnbd's behaviour,
+# so they must pass there too (a failure here is a wrong check).
+API_LIBNBD_TESTS = \
+	api-connect-libnbd.sh \
+	api-read-libnbd.sh \
+	api-read-qemu-libnbd.sh \
+	api-read-nbd-server-libnbd.sh \
+	api-callbacks-libnbd.sh \
+	api-free-libnbd.sh \
+	api-contract-libnbd.sh \
+	$(NULL)
+TESTS += $(API_LIBNBD_TESTS)
 endif
+EXTRA_DIST += \
+	api-connect-libnbd.sh \
+	api-read-libnbd.sh \
+	api-read-qemu-libnbd.sh \
+	api-read-nbd-server-libnbd.sh \
+	api-callbacks-libnbd.sh \
+	api-free-libnbd.sh \
+	api-contract-libnbd.sh \
+	$(NULL)
 
 # One handle shared by threads (blocking reads and nbd_poll loops).
 TESTS += api-threads.sh
 EXTRA_DIST += api-threads.sh
 check_PROGRAMS += api-threads-nbdc
-api_threads_nbdc_SOURCES = api-threads.c
+api_threads_nbdc_SOURCES = api-threads.c api-tap.h
 api_threads_nbdc_LDFLAGS = -no-install
 api_threads_nbdc_LDADD = $(NBDC_LIBS)
 if HAVE_LIBNBD
 check_PROGRAMS += api-threads-libnbd
-api_threads_libnbd_SOURCES = api-threads.c
+api_threads_libnbd_SOURCES = api-threads.c api-tap.h
 api_threads_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_threads_libnbd_LDADD = $(LIBNBD_LIBS)
 endif

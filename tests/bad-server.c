@@ -36,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -105,6 +107,9 @@
 #define EXPORT_SIZE                 (1024 * 1024)
 #define MAX_OPTION_LENGTH           65536
 #define SAFETY_TIMEOUT_SECONDS      60
+#define ERROR_STREAM_SECONDS        4   /* times $NBDC_SLOWDOWN */
+#define BATCH_DELAY_MS              1500
+#define BATCH_MAX                   1000
 
 struct request {
   uint16_t flags;
@@ -178,6 +183,8 @@ static const struct {
 #define SC_OLDSTYLE (1 << 1)    /* oldstyle handshake */
 #define SC_NO_GO    (1 << 2)    /* refuse GO/INFO: client uses EXPORT_NAME */
 #define SC_MESSAGE  (1 << 3)    /* the error of SC_GO_ERROR has a message */
+#define SC_BATCH    (1 << 4)    /* read no request for BATCH_DELAY_MS, then
+                                   answer in batches, newest first */
 /* Refuse GO/INFO with the error reply type whose low byte is that of
  * error (NBD_REP_ERR_*, or an unknown one).
  */
@@ -197,6 +204,7 @@ static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
 static bool trickle;
 static bool structured_replies;
 static bool no_zeroes;
+static bool holding;            /* SC_BATCH: flush_out keeps the output */
 static unsigned option_replies_sent;
 
 /* Output is assembled here, then written with flush_out. */
@@ -334,6 +342,8 @@ put_pattern (uint64_t offset, uint32_t count)
 static void
 flush_out (void)
 {
+  if (holding)
+    return;
   write_all (out_buf, out_len);
   out_len = 0;
 }
@@ -926,6 +936,30 @@ two_data_chunks (const struct request *req)
   flush_out ();
 }
 
+/* With DF the server may send one content chunk only: a hole and data,
+ * or two holes, break that even though they cover the request.
+ */
+static void
+df_hole_and_data (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  hole_chunk (0, req->cookie, req->offset, half);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + half,
+              req->count - half);
+  flush_out ();
+}
+
+static void
+df_two_holes (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  hole_chunk (0, req->cookie, req->offset + half, req->count - half);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half);
+  flush_out ();
+}
+
 static void
 none_not_alone (const struct request *req)
 {
@@ -1020,6 +1054,44 @@ error_offset_outside (const struct request *req)
   put_be16 (strlen (msg));
   put (msg, strlen (msg));
   put_be64 (req->offset + req->count + 4096);
+  flush_out ();
+}
+
+/* Seconds since an arbitrary fixed point. */
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Error chunks without DONE as fast as the client takes them, for a few
+ * seconds (longer under valgrind: $NBDC_SLOWDOWN), then one with DONE.
+ * Each is well-formed; together they try to keep the client in nbd_poll.
+ */
+static void
+error_stream (const struct request *req)
+{
+  const char *slowdown = getenv ("NBDC_SLOWDOWN");
+  double end = now () + ERROR_STREAM_SECONDS *
+    (slowdown && atoi (slowdown) > 1 ? atoi (slowdown) : 1);
+  int sndbuf = 4 * 1024 * 1024;
+  unsigned i;
+
+  /* Short chunks, built once and written again and again into a large
+   * socket buffer, so that the socket stays full however fast the client
+   * reads.
+   */
+  (void) setsockopt (out_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  for (i = 0; i < 65536; i++)
+    error_chunk (0, NBD_REPLY_TYPE_ERROR, req->cookie, NBD_EIO, "");
+  while (now () < end)
+    write_all (out_buf, out_len);
+  out_len = 0;
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: the last error");
   flush_out ();
 }
 
@@ -1163,6 +1235,12 @@ static const struct scenario scenarios[] = {
   { "df-two-data",
     "two data chunks although the client sent DF",
     0, HS_NONE, two_data_chunks },
+  { "df-hole-and-data",
+    "a hole chunk and a data chunk although the client sent DF",
+    0, HS_NONE, df_hole_and_data },
+  { "df-two-holes",
+    "two hole chunks although the client sent DF",
+    0, HS_NONE, df_two_holes },
   { "none-not-alone",
     "a data chunk, then a NONE chunk with DONE",
     0, HS_NONE, none_not_alone },
@@ -1190,6 +1268,9 @@ static const struct scenario scenarios[] = {
   { "error-offset-outside",
     "ERROR_OFFSET with an offset outside the request",
     0, HS_NONE, error_offset_outside },
+  { "error-stream",
+    "EIO error chunks without DONE for seconds, then one with DONE",
+    0, HS_NONE, error_stream },
   { "unknown-chunk-type",
     "a chunk of non-error type 77, then the data",
     0, HS_NONE, unknown_chunk_type },
@@ -1220,6 +1301,12 @@ static const struct scenario scenarios[] = {
   { "structured-when-simple",
     "structured chunk although structured replies were refused",
     SC_SIMPLE, HS_NONE, structured_when_simple },
+  { "many-in-flight",
+    "reads nothing for 1.5 s, then answers in batches, newest first",
+    SC_BATCH, HS_NONE, NULL },
+  { "many-in-flight-simple",
+    "as many-in-flight, with simple replies",
+    SC_BATCH | SC_SIMPLE, HS_NONE, NULL },
   { "oversized-option-reply",
     "INFO reply to GO claiming 1 GiB",
     0, HS_OVERSIZED_REPLY, NULL },
@@ -1392,58 +1479,111 @@ static const struct scenario scenarios[] = {
 
 #define NR_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
+static void
+read_request (struct request *req)
+{
+  unsigned char buf[28];
+
+  read_all (buf, sizeof buf);
+  if (get_be (buf, 4) != NBD_REQUEST_MAGIC)
+    fail ("bad request magic from client");
+  req->flags = get_be (buf + 4, 2);
+  req->type = get_be (buf + 6, 2);
+  req->cookie = get_be (buf + 8, 8);
+  req->offset = get_be (buf + 16, 8);
+  req->count = get_be (buf + 24, 4);
+}
+
+static void
+answer_request (const struct request *req)
+{
+  static bool first_read = true;
+
+  switch (req->type) {
+  case NBD_CMD_READ:
+    if (req->offset > EXPORT_SIZE || req->count > EXPORT_SIZE - req->offset)
+      reply_error (req, NBD_EINVAL);
+    else if (first_read && scenario->read_fault) {
+      first_read = false;
+      scenario->read_fault (req);
+    }
+    else {
+      first_read = false;
+      reply_read (req);
+    }
+    break;
+  case NBD_CMD_DISC:
+    exit (EXIT_SUCCESS);
+  case NBD_CMD_FLUSH:
+    simple_reply (0, req->cookie);
+    flush_out ();
+    break;
+  case NBD_CMD_WRITE:
+    if (req->count > EXPORT_SIZE)
+      fail ("write too large");
+    else {
+      unsigned char *payload = malloc (req->count);
+      if (payload == NULL)
+        fail ("out of memory");
+      read_all (payload, req->count);
+      free (payload);
+    }
+    reply_error (req, NBD_EPERM);
+    break;
+  default:
+    reply_error (req, NBD_EINVAL);
+  }
+}
+
+static bool
+input_ready (void)
+{
+  struct pollfd pfd = { .fd = in_fd, .events = POLLIN };
+
+  return poll (&pfd, 1, 0) == 1;
+}
+
+/* SC_BATCH: let the client queue requests until its sends block, then
+ * answer every READ that has arrived (up to BATCH_MAX) newest first, the
+ * replies back to back in one write; a request of another type ends a
+ * batch and is answered after it.
+ */
+static void
+serve_batches (void)
+{
+  static struct request batch[BATCH_MAX];
+  size_t n, i;
+
+  usleep (BATCH_DELAY_MS * 1000);
+  for (;;) {
+    n = 0;
+    do
+      read_request (&batch[n++]);
+    while (batch[n - 1].type == NBD_CMD_READ && n < BATCH_MAX &&
+           input_ready ());
+
+    holding = true;
+    for (i = n; i-- > 0; )
+      if (batch[i].type == NBD_CMD_READ)
+        answer_request (&batch[i]);
+    holding = false;
+    flush_out ();
+    if (batch[n - 1].type != NBD_CMD_READ)
+      answer_request (&batch[n - 1]);
+  }
+}
+
 /* Transmission: answer requests until the client disconnects. */
 static void
 serve (void)
 {
-  unsigned char buf[28];
   struct request req;
-  bool first_read = true;
 
+  if (scenario->flags & SC_BATCH)
+    serve_batches ();
   for (;;) {
-    read_all (buf, sizeof buf);
-    if (get_be (buf, 4) != NBD_REQUEST_MAGIC)
-      fail ("bad request magic from client");
-    req.flags = get_be (buf + 4, 2);
-    req.type = get_be (buf + 6, 2);
-    req.cookie = get_be (buf + 8, 8);
-    req.offset = get_be (buf + 16, 8);
-    req.count = get_be (buf + 24, 4);
-
-    switch (req.type) {
-    case NBD_CMD_READ:
-      if (req.offset > EXPORT_SIZE || req.count > EXPORT_SIZE - req.offset)
-        reply_error (&req, NBD_EINVAL);
-      else if (first_read && scenario->read_fault) {
-        first_read = false;
-        scenario->read_fault (&req);
-      }
-      else {
-        first_read = false;
-        reply_read (&req);
-      }
-      break;
-    case NBD_CMD_DISC:
-      exit (EXIT_SUCCESS);
-    case NBD_CMD_FLUSH:
-      simple_reply (0, req.cookie);
-      flush_out ();
-      break;
-    case NBD_CMD_WRITE:
-      if (req.count > EXPORT_SIZE)
-        fail ("write too large");
-      else {
-        unsigned char *payload = malloc (req.count);
-        if (payload == NULL)
-          fail ("out of memory");
-        read_all (payload, req.count);
-        free (payload);
-      }
-      reply_error (&req, NBD_EPERM);
-      break;
-    default:
-      reply_error (&req, NBD_EINVAL);
-    }
+    read_request (&req);
+    answer_request (&req);
   }
 }
 

@@ -7,8 +7,10 @@
  * 512 bytes at 12288, DF when the server allows it), so the fuzzer can
  * reach the reply parser from the seeds.  The handle must never crash,
  * hang, or break the callback rules: every .free exactly once, completion
- * at most once, and a read reported successful only if its chunks covered
- * the request.
+ * at most once, no chunk outside the request, and a read reported
+ * successful only if its chunks covered each byte of the request exactly
+ * once and the buffer holds what they delivered (data as passed to the
+ * chunk callback, zeroes for holes).
  *
  * Built and run by tests/fuzz.sh (clang with libFuzzer); the seed
  * corpus is the streams of unit-split ("unit-split --dump DIR").
@@ -33,7 +35,8 @@ struct read {
   char buf[4096];
   uint64_t offset;
   size_t count;
-  uint64_t covered;
+  unsigned char times_covered[4096]; /* chunk callbacks per byte */
+  char delivered[4096];         /* what they showed for each byte */
   int chunk_frees, completion_frees, completions;
 };
 
@@ -46,10 +49,22 @@ on_chunk (void *user_data, const void *subbuf, size_t count,
 
   /* A chunk always lies inside the request and inside the buffer. */
   assert (r->chunk_frees == 0);
-  if (status != LIBNBD_READ_ERROR) {
-    assert (offset >= r->offset && offset + count <= r->offset + r->count);
-    assert (p == r->buf + (offset - r->offset));
-    r->covered += count;
+  assert (r->completions == 0);
+  assert (offset >= r->offset && offset - r->offset <= r->count &&
+          count <= r->count - (offset - r->offset));
+  if (status == LIBNBD_READ_ERROR) {
+    assert (count == 0 && offset - r->offset < r->count);
+    return 0;
+  }
+  assert (status == LIBNBD_READ_DATA || status == LIBNBD_READ_HOLE);
+  assert (p == r->buf + (offset - r->offset));
+  for (size_t i = 0; i < count; i++) {
+    size_t at = offset - r->offset + i;
+
+    assert (status == LIBNBD_READ_DATA || p[i] == 0);
+    if (r->times_covered[at] < 255)
+      r->times_covered[at]++;
+    r->delivered[at] = p[i];
   }
   return 0;
 }
@@ -61,9 +76,14 @@ on_complete (void *user_data, int *error)
 
   assert (r->completion_frees == 0);
   r->completions++;
-  /* Success means the chunks covered the request (no overlap allowed). */
-  if (*error == 0 && r->structured)
-    assert (r->covered == r->count);
+  /* Success means the chunks covered each byte once (no overlap, no
+   * gap) and nothing changed what they delivered.
+   */
+  if (*error == 0 && r->structured) {
+    for (size_t i = 0; i < r->count; i++)
+      assert (r->times_covered[i] == 1);
+    assert (memcmp (r->buf, r->delivered, r->count) == 0);
+  }
   return 0;
 }
 

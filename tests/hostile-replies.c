@@ -5,19 +5,23 @@
  * For each scenario of bad-server (see bad-server --list) it connects with
  * nbd_aio_connect_command, issues nbd_aio_pread_structured and drives the
  * handle with nbd_poll, giving up after a bounded idle time so that a hang
- * is a failure.  It checks the outcome the strict reply validation of
- * libnbdc(3) promises:
+ * is a failure.  Each expectation names the one outcome the strict reply
+ * validation of libnbdc(3) promises:
  *
  *   works        connect, read and verify the data;
- *   fails-errno  the read fails with the server's error, the handle stays
- *                usable and a second read returns the right data;
- *   fails-dead   the read fails and the handle is dead or closed (the
- *                stream cannot be trusted any more);
- *   fails        the read fails; the handle may die, or stay usable and
- *                then a second read returns the right data;
- *   no-connect   the connection fails with an error message and the errno
- *                the expectation names, the handle is dead, and a read on it
- *                then fails at once with EINVAL.
+ *   fails-usable the read fails with errno E (the server's error, or
+ *                EPROTO for a broken rule), the handle stays usable and a
+ *                second read returns the right data;
+ *   dies         the handle dies: nbd_poll fails with errno E (EPROTO for
+ *                a protocol violation, ECONNRESET for EOF inside a reply),
+ *                the read fails with ENOTCONN, nbd_aio_is_dead is true and
+ *                a new command fails with EINVAL;
+ *   closes       the server closed between replies: the handle is CLOSED
+ *                (not dead), nbd_poll did not fail, the read fails with
+ *                ENOTCONN and a new command fails with EINVAL;
+ *   no-connect   the connection fails with errno E and an error message,
+ *                the handle is dead and a read on it then fails at once
+ *                with EINVAL.
  *
  * Connected handles also report the block sizes the server sent
  * (nbd_get_block_size), and the meta context it selected when the
@@ -31,8 +35,10 @@
  *
  * It tests libnbdc's strict behaviour; libnbd 1.14 is more lenient in some
  * scenarios.  Built against libnbd and run with --same-as-libnbd, it runs
- * only the expectations where libnbdc promises exactly libnbd's behaviour:
- * libnbd is the oracle for those.
+ * only the expectations where libnbdc promises libnbd's behaviour: libnbd
+ * is the oracle for those.  Where libnbd leaves errno 0 (libnbd_errno_0),
+ * that build accepts 0 for the connect or nbd_poll errno, never for the
+ * read's.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -47,6 +53,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <libnbd.h>
 
@@ -54,22 +66,29 @@
 #define READ_COUNT        16384
 #define SECOND_OFFSET     131072
 #define SECOND_COUNT      4096
+#define EXPORT_SIZE       (1024 * 1024) /* bad-server's */
+#define MANY_READS        20000  /* in flight at once: see many-in-flight */
+#define MANY_MAX_COUNT    700    /* their lengths: 1 to this */
+#define MANY_SOCKET_BUFFER 16384 /* SO_SNDBUF, SO_RCVBUF: sends block early */
+#define MANY_SEGMENT      100    /* TCP_MAXSEG: sends are cut anywhere */
 #define GUARD             64     /* canary bytes either side of a buffer */
 #define CANARY            0xa5
 #define POLL_TIMEOUT_MS   1000
-#define MAX_IDLE_POLLS    20     /* seconds without any event: a hang */
-#define MAX_POLLS         100000 /* events without completion: a loop */
+#define MAX_IDLE_MS       20000  /* no event for so long: a hang */
+#define MAX_POLLS         1000000 /* events without completion: a loop */
+#define BOUNDED_POLL_MS   100    /* nbd_poll timeout of bounded_poll rows */
+#define BOUNDED_POLL_LIMIT 1.0   /* seconds, times $NBDC_SLOWDOWN */
 
-enum outcome { WORKS, FAILS_ERRNO, FAILS_DEAD, FAILS, NO_CONNECT };
+enum outcome { WORKS, FAILS_USABLE, DIES, CLOSES, NO_CONNECT };
 
 static const char *
 outcome_name (enum outcome outcome)
 {
   switch (outcome) {
   case WORKS: return "works";
-  case FAILS_ERRNO: return "fails with the server's error, handle usable";
-  case FAILS_DEAD: return "fails, handle dead";
-  case FAILS: return "fails";
+  case FAILS_USABLE: return "fails, handle usable";
+  case DIES: return "handle dies";
+  case CLOSES: return "handle closed";
   case NO_CONNECT: return "connect fails";
   }
   abort ();
@@ -80,11 +99,19 @@ struct expectation {
   bool trickle;                 /* bad-server --trickle */
   uint32_t flags;               /* command flags of the first read */
   enum outcome outcome;
-  int error;                    /* errno for FAILS_ERRNO and NO_CONNECT */
+  int error;                    /* errno of the read (FAILS_USABLE) or of
+                                   the failed nbd_poll (DIES) */
   int error_chunks;             /* LIBNBD_READ_ERROR calls: 0, 1 (at
                                    ERROR_OFFSET) or ANY */
   const char *rule;
-  bool same_as_libnbd;          /* libnbd 1.14 does exactly this */
+  bool bounded_poll;            /* every nbd_poll (h, BOUNDED_POLL_MS)
+                                   returns within BOUNDED_POLL_LIMIT */
+  unsigned reads;               /* if > 1: this many reads in flight at
+                                   once instead of the first read */
+  bool same_as_libnbd;          /* libnbd 1.14 does exactly this ... */
+  bool libnbd_errno_0;          /* ... but leaves the errno of the failed
+                                   connect (NO_CONNECT) or nbd_poll (DIES)
+                                   0 */
   uint32_t block_size[3];       /* nbd_get_block_size: MINIMUM, PREFERRED,
                                    MAXIMUM (0: none) */
   const char *meta_request;     /* nbd_add_meta_context before connecting */
@@ -101,6 +128,11 @@ struct expectation {
 /* The rules come from the NBD protocol specification (doc/proto.md,
  * "Structured reply types" and NBD_CMD_READ).
  */
+/* A row lists the first seven fields; the ones after them are named where
+ * a row needs them and zero elsewhere.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct expectation expectations[] = {
   /* Correct servers. */
   { "good", false, 0, WORKS, 0, ANY,
@@ -121,249 +153,287 @@ static const struct expectation expectations[] = {
   { "none-not-alone", false, 0, WORKS, 0, ANY,
     "NONE is always acceptable as the final chunk",
     .same_as_libnbd = true },
+  { "many-in-flight", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, sent in part, answered out of order",
+    .reads = MANY_READS },
+  { "many-in-flight-simple", false, 0, WORKS, 0, ANY,
+    "20000 reads in flight, simple replies packed back to back",
+    .reads = MANY_READS },
 
-  /* The stream cannot be trusted any more: EOF, a bad magic, a cookie not
-   * in flight, a length nothing can hold, the wrong kind of reply.  And
-   * what the spec answers with "the client MUST initiate a hard
-   * disconnect": an unknown or unexpected non-error chunk type, an error
-   * message length past the payload, inconsistent contents (a payload
-   * length wrong for the type, a zero hole size, NONE without DONE).
+  /* The server closed cleanly between replies: in-flight commands fail,
+   * but nothing was violated (libnbd 1.14: CLOSED, nbd_poll succeeds).
    */
-  { "close-before-reply", false, 0, FAILS_DEAD, 0, ANY,
+  { "close-before-reply", false, 0, CLOSES, 0, ANY,
     "EOF with a command in flight fails it",
     .same_as_libnbd = true },
-  { "close-mid-data", false, 0, FAILS_DEAD, 0, ANY,
+
+  /* The stream cannot be trusted any more: EOF inside a reply, a bad
+   * magic, a cookie not in flight, a length nothing can hold, the wrong
+   * kind of reply.  And what the spec answers with "the client MUST
+   * initiate a hard disconnect": an unknown or unexpected non-error chunk
+   * type, an error message length past the payload, inconsistent contents
+   * (a payload length wrong for the type, a zero hole size, NONE without
+   * DONE).  libnbd 1.14 kills the handle in all of these too, but its
+   * nbd_poll leaves errno 0.
+   */
+  { "close-mid-data", false, 0, DIES, ECONNRESET, ANY,
     "EOF inside a chunk fails the command",
-    .same_as_libnbd = true },
-  { "close-mid-data", true, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "close-mid-data", true, 0, DIES, ECONNRESET, ANY,
     "EOF inside a chunk fails the command",
-    .same_as_libnbd = true },
-  { "bad-magic", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "bad-magic", false, 0, DIES, EPROTO, ANY,
     "a reply with a wrong magic kills the handle",
-    .same_as_libnbd = true },
-  { "unknown-cookie", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "unknown-cookie", false, 0, DIES, EPROTO, ANY,
     "a reply to a cookie not in flight kills the handle",
-    .same_as_libnbd = true },
-  { "huge-length", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "huge-length", false, 0, DIES, EPROTO, ANY,
     "a data payload longer than the request kills the handle",
-    .same_as_libnbd = true },
-  { "huge-length", true, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "huge-length", true, 0, DIES, EPROTO, ANY,
     "a data payload longer than the request kills the handle",
-    .same_as_libnbd = true },
-  { "structured-when-simple", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "structured-when-simple", false, 0, DIES, EPROTO, ANY,
     "no structured chunk unless structured replies were negotiated",
-    .same_as_libnbd = true },
-  { "unknown-chunk-type", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "unknown-chunk-type", false, 0, DIES, EPROTO, ANY,
     "an unknown non-error chunk type: hard disconnect",
-    .same_as_libnbd = true },
-  { "block-status-for-read", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "block-status-for-read", false, 0, DIES, EPROTO, ANY,
     "an unexpected non-error chunk type: hard disconnect",
-    .same_as_libnbd = true },
-  { "data-empty", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "data-empty", false, 0, DIES, EPROTO, ANY,
     "a data chunk payload is at least 9 bytes" },
-  { "hole-bad-length", false, 0, FAILS_DEAD, 0, ANY,
+  { "hole-bad-length", false, 0, DIES, EPROTO, ANY,
     "a hole chunk payload is exactly 12 bytes",
-    .same_as_libnbd = true },
-  { "hole-zero", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "hole-zero", false, 0, DIES, EPROTO, ANY,
     "a hole size must be non-zero" },
-  { "none-without-done", false, 0, FAILS_DEAD, 0, ANY,
+  { "none-without-done", false, 0, DIES, EPROTO, ANY,
     "a NONE chunk always has the DONE flag",
-    .same_as_libnbd = true },
-  { "error-bad-length", false, 0, FAILS_DEAD, 0, ANY,
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "error-bad-length", false, 0, DIES, EPROTO, ANY,
     "an error message longer than the payload: hard disconnect",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "error-long-message", false, 0, DIES, EPROTO, ANY,
+    "error messages are at most 4096 bytes",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "error-message-4100", false, 0, DIES, EPROTO, ANY,
+    "error messages are at most 4096 bytes, even when they fit",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "simple-data-when-structured", false, 0, DIES, EPROTO, ANY,
+    "with structured replies, no simple reply to a READ",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "simple-error-when-structured", false, 0, DIES, EPROTO, ANY,
+    "with structured replies, no simple reply to a READ, even an error",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
 
-  /* Invalid chunks, for which the spec lets the client choose ("MAY
-   * initiate a hard disconnect"): the read fails; the handle may die, or
-   * stay usable and then must read correctly.  error-zero and
-   * error-long-message are error chunks with a bad field: the reply is an
-   * error anyway, so they are here too (libnbd 1.14 keeps the handle after
-   * error-zero).  A simple reply to a READ after structured replies were
-   * negotiated is forbidden even for an error.
+  /* Command-level rule breaks, for which the spec lets the client choose
+   * ("MAY initiate a hard disconnect"): the stream is intact, so the read
+   * fails with EPROTO and the handle stays usable.  libnbd 1.14 is more
+   * lenient (df-*: success) or harsher (chunk-outside: the handle dies).
    */
-  { "chunk-outside", false, 0, FAILS, 0, ANY,
+  { "chunk-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
     "a data chunk must lie inside the request" },
-  { "chunk-past-end", false, 0, FAILS, 0, ANY,
+  { "chunk-past-end", false, 0, FAILS_USABLE, EPROTO, ANY,
     "a data chunk must lie inside the request" },
-  { "hole-outside", false, 0, FAILS, 0, ANY,
+  { "hole-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
     "a hole chunk must lie inside the request" },
-  { "chunk-overlap", false, 0, FAILS, 0, ANY,
+  { "chunk-overlap", false, 0, FAILS_USABLE, EPROTO, ANY,
     "data chunks must not overlap" },
-  { "chunk-overlap", true, 0, FAILS, 0, ANY,
+  { "chunk-overlap", true, 0, FAILS_USABLE, EPROTO, ANY,
     "data chunks must not overlap" },
-  { "overlap-sums-to-length", false, 0, FAILS, 0, ANY,
+  { "overlap-sums-to-length", false, 0, FAILS_USABLE, EPROTO, ANY,
     "success needs the whole request covered, not a byte count" },
-  { "data-hole-overlap", false, 0, FAILS, 0, ANY,
+  { "data-hole-overlap", false, 0, FAILS_USABLE, EPROTO, ANY,
     "data and hole chunks must not overlap" },
-  { "short-coverage", false, 0, FAILS, 0, ANY,
+  { "short-coverage", false, 0, FAILS_USABLE, EPROTO, ANY,
     "success needs the whole request covered" },
-  { "df-two-data", false, DF, FAILS, 0, ANY,
-    "with DF, at most one data chunk" },
-  { "error-zero", false, 0, FAILS, 0, ANY,
-    "an error chunk's error must be non-zero" },
-  { "error-long-message", false, 0, FAILS, 0, ANY,
-    "error messages are at most 4096 bytes" },
-  { "error-message-4100", false, 0, FAILS, 0, ANY,
-    "error messages are at most 4096 bytes, even when they fit" },
-  { "error-offset-outside", false, 0, FAILS, 0, ANY,
+  { "df-two-data", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk" },
+  { "df-hole-and-data", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even a hole and data" },
+  { "df-two-holes", false, DF, FAILS_USABLE, EPROTO, ANY,
+    "with DF, at most one content chunk, even two holes" },
+  { "error-offset-outside", false, 0, FAILS_USABLE, EPROTO, ANY,
     "an ERROR_OFFSET offset must lie inside the request" },
-  { "simple-data-when-structured", false, 0, FAILS, 0, ANY,
-    "with structured replies, no simple reply to a READ" },
-  { "simple-error-when-structured", false, 0, FAILS, 0, ANY,
-    "with structured replies, no simple reply to a READ, even an error" },
 
-  /* Well-formed errors: the read fails with the server's errno and the
-   * handle stays usable.  LIBNBD_READ_ERROR reaches the chunk callback
-   * only for an error with an offset (nbd_pread_structured(3)).
+  /* Errors: the read fails with the server's errno and the handle stays
+   * usable.  LIBNBD_READ_ERROR reaches the chunk callback only for an
+   * error with an offset (nbd_pread_structured(3)).  An error value of 0
+   * breaks the spec but not the stream: EINVAL, as in libnbd 1.14.
    */
-  { "error-eio", false, 0, FAILS_ERRNO, EIO, 0,
+  { "error-eio", false, 0, FAILS_USABLE, EIO, 0,
     "an error chunk fails the command with its errno",
     .same_as_libnbd = true },
-  { "error-eio", true, 0, FAILS_ERRNO, EIO, 0,
+  { "error-eio", true, 0, FAILS_USABLE, EIO, 0,
     "an error chunk fails the command with its errno",
     .same_as_libnbd = true },
-  { "unknown-error-type", false, 0, FAILS_ERRNO, EPERM, 0,
+  { "unknown-error-type", false, 0, FAILS_USABLE, EPERM, 0,
     "an unknown error chunk type is treated as its error",
     .same_as_libnbd = true },
-  { "unknown-error-type", true, 0, FAILS_ERRNO, EPERM, 0,
+  { "unknown-error-type", true, 0, FAILS_USABLE, EPERM, 0,
     "an unknown error chunk type is treated as its error",
     .same_as_libnbd = true },
-  { "error-offset-eio", false, 0, FAILS_ERRNO, EIO, 1,
+  { "error-offset-eio", false, 0, FAILS_USABLE, EIO, 1,
     "an ERROR_OFFSET chunk reaches the chunk callback as READ_ERROR",
     .same_as_libnbd = true },
+  { "error-zero", false, 0, FAILS_USABLE, EINVAL, 0,
+    "an error chunk's error must be non-zero: EINVAL",
+    .same_as_libnbd = true },
+  { "error-stream", false, 0, FAILS_USABLE, EIO, 0,
+    "a server streaming chunks cannot hold nbd_poll past its timeout",
+    .bounded_poll = true },
 
-  /* Handshake violations: the connection fails with a message. */
+  /* EOF during the handshake: ECONNRESET (libnbd 1.14: errno 0). */
+  { "close-in-greeting", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "EOF in the greeting fails the connection",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "close-in-option-reply", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "EOF inside an option reply fails the connection",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "close-after-export-name", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "a server closes on EXPORT_NAME of an unknown export",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "close-in-handshake", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "EOF in the handshake fails the connection",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+
+  /* Handshake violations: EPROTO (libnbd 1.14: errno 0). */
   { "oversized-option-reply", false, 0, NO_CONNECT, EPROTO, ANY,
     "never read an option reply payload the server claims is huge",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "bad-option-magic", false, 0, NO_CONNECT, EPROTO, ANY,
     "an option reply with a wrong magic drops the connection",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "wrong-option-echoed", false, 0, NO_CONNECT, EPROTO, ANY,
     "an option reply for another option drops the connection",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "info-name-too-long", false, 0, NO_CONNECT, EPROTO, ANY,
     "handshake strings are at most 4096 bytes",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "info-name-too-long", true, 0, NO_CONNECT, EPROTO, ANY,
     "handshake strings are at most 4096 bytes",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "missing-info-export", false, 0, NO_CONNECT, EPROTO, ANY,
     "GO must send NBD_INFO_EXPORT before its ACK" },
-  { "close-in-handshake", false, 0, NO_CONNECT, EPROTO, ANY,
-    "EOF in the handshake fails the connection",
-    .same_as_libnbd = true },
   { "bad-greeting-magic", false, 0, NO_CONNECT, EPROTO, ANY,
     "a greeting starts with NBDMAGIC",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
   { "unknown-version-magic", false, 0, NO_CONNECT, EPROTO, ANY,
     "NBDMAGIC is followed by IHAVEOPT or the oldstyle magic",
-    .same_as_libnbd = true },
-  { "close-in-greeting", false, 0, NO_CONNECT, EPROTO, ANY,
-    "EOF in the greeting fails the connection",
-    .same_as_libnbd = true },
-  { "close-in-option-reply", false, 0, NO_CONNECT, EPROTO, ANY,
-    "EOF inside an option reply fails the connection",
-    .same_as_libnbd = true },
-  { "close-after-export-name", false, 0, NO_CONNECT, EPROTO, ANY,
-    "a server closes on EXPORT_NAME of an unknown export",
-    .same_as_libnbd = true },
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "structured-reply-server", false, 0, NO_CONNECT, EPROTO, ANY,
+    "STRUCTURED_REPLY takes ACK or an error, not SERVER",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "structured-reply-ack-data", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_REP_ACK has no payload",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-ack-data", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_REP_ACK has no payload",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "info-export-short", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_INFO_EXPORT is 12 bytes long",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "info-export-long", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_INFO_EXPORT is 12 bytes long",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "info-block-size-short", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_INFO_BLOCK_SIZE is 14 bytes long",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "info-empty", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_REP_INFO holds at least an info type",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "info-one-byte", false, 0, NO_CONNECT, EPROTO, ANY,
+    "NBD_REP_INFO holds at least an info type",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "meta-context-short", false, 0, NO_CONNECT, EPROTO, ANY,
+    "a META_CONTEXT reply holds an id and a name",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .meta_request = "base:allocation" },
+  /* libnbd 1.14 accepts a size above INT64_MAX; libnbdc does not. */
+  { "huge-size", false, 0, NO_CONNECT, EPROTO, ANY,
+    "an export size above INT64_MAX is refused" },
+  { "huge-size-no-go", false, 0, NO_CONNECT, EPROTO, ANY,
+    "an export size above INT64_MAX is refused" },
+  { "huge-size-oldstyle", false, 0, NO_CONNECT, EPROTO, ANY,
+    "an export size above INT64_MAX is refused" },
+
+  /* Handshakes a client must accept. */
   { "plain-newstyle", false, 0, WORKS, 0, ANY,
     "without FIXED_NEWSTYLE, only EXPORT_NAME",
     .same_as_libnbd = true },
   { "no-zeroes-not-offered", false, 0, WORKS, 0, ANY,
     "without NO_ZEROES, 124 zeroes follow the EXPORT_NAME reply",
     .same_as_libnbd = true },
-  { "go-err-policy", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-policy-message", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-invalid", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-invalid-message", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-platform", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-platform-message", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-tls-reqd", false, 0, NO_CONNECT, ENOTSUP, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-tls-reqd-message", false, 0, NO_CONNECT, ENOTSUP, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-unknown", false, 0, NO_CONNECT, ENOENT, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-unknown-message", false, 0, NO_CONNECT, ENOENT, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-shutdown", false, 0, NO_CONNECT, ESHUTDOWN, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-shutdown-message", false, 0, NO_CONNECT, ESHUTDOWN, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-block-size-reqd", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-block-size-reqd-message", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-too-big", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-too-big-message", false, 0, NO_CONNECT, EINVAL, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-0x63", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "go-err-0x63-message", false, 0, NO_CONNECT, EPROTO, ANY,
-    "GO refused (not ERR_UNSUP): no connection",
-    .same_as_libnbd = true },
-  { "structured-reply-server", false, 0, NO_CONNECT, EPROTO, ANY,
-    "STRUCTURED_REPLY takes ACK or an error, not SERVER",
-    .same_as_libnbd = true },
-  { "structured-reply-ack-data", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_REP_ACK has no payload",
-    .same_as_libnbd = true },
-  { "go-ack-data", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_REP_ACK has no payload",
-    .same_as_libnbd = true },
-  { "info-export-short", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_INFO_EXPORT is 12 bytes long",
-    .same_as_libnbd = true },
-  { "info-export-long", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_INFO_EXPORT is 12 bytes long",
-    .same_as_libnbd = true },
-  { "info-block-size-short", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_INFO_BLOCK_SIZE is 14 bytes long",
-    .same_as_libnbd = true },
-  { "info-empty", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_REP_INFO holds at least an info type",
-    .same_as_libnbd = true },
-  { "info-one-byte", false, 0, NO_CONNECT, EPROTO, ANY,
-    "NBD_REP_INFO holds at least an info type",
-    .same_as_libnbd = true },
   { "info-unknown-type", false, 0, WORKS, 0, ANY,
     "an unknown info type is ignored",
     .same_as_libnbd = true },
-  { "huge-size", false, 0, NO_CONNECT, EPROTO, ANY,
-    "an export size above INT64_MAX is refused",
-    .same_as_libnbd = false },
-  { "huge-size-no-go", false, 0, NO_CONNECT, EPROTO, ANY,
-    "an export size above INT64_MAX is refused",
-    .same_as_libnbd = false },
-  { "huge-size-oldstyle", false, 0, NO_CONNECT, EPROTO, ANY,
-    "an export size above INT64_MAX is refused",
-    .same_as_libnbd = false },
+
+  /* GO refused with an error other than ERR_UNSUP: no connection, the
+   * errno from the error (ERR_INVALID and unknown errors: EINVAL).
+   * libnbd 1.14 leaves errno 0 for ERR_POLICY, ERR_PLATFORM and unknown
+   * errors.
+   */
+  { "go-err-policy", false, 0, NO_CONNECT, EPERM, ANY,
+    "GO refused with ERR_POLICY: EPERM",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-err-policy-message", false, 0, NO_CONNECT, EPERM, ANY,
+    "GO refused with ERR_POLICY: EPERM",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-err-invalid", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_INVALID: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-invalid-message", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_INVALID: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-platform", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "GO refused with ERR_PLATFORM: ENOTSUP",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-err-platform-message", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "GO refused with ERR_PLATFORM: ENOTSUP",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-err-tls-reqd", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "GO refused with ERR_TLS_REQD: ENOTSUP",
+    .same_as_libnbd = true },
+  { "go-err-tls-reqd-message", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "GO refused with ERR_TLS_REQD: ENOTSUP",
+    .same_as_libnbd = true },
+  { "go-err-unknown", false, 0, NO_CONNECT, ENOENT, ANY,
+    "GO refused with ERR_UNKNOWN: ENOENT",
+    .same_as_libnbd = true },
+  { "go-err-unknown-message", false, 0, NO_CONNECT, ENOENT, ANY,
+    "GO refused with ERR_UNKNOWN: ENOENT",
+    .same_as_libnbd = true },
+  { "go-err-shutdown", false, 0, NO_CONNECT, ESHUTDOWN, ANY,
+    "GO refused with ERR_SHUTDOWN: ESHUTDOWN",
+    .same_as_libnbd = true },
+  { "go-err-shutdown-message", false, 0, NO_CONNECT, ESHUTDOWN, ANY,
+    "GO refused with ERR_SHUTDOWN: ESHUTDOWN",
+    .same_as_libnbd = true },
+  { "go-err-block-size-reqd", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_BLOCK_SIZE_REQD: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-block-size-reqd-message", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_BLOCK_SIZE_REQD: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-too-big", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_TOO_BIG: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-too-big-message", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with ERR_TOO_BIG: EINVAL",
+    .same_as_libnbd = true },
+  { "go-err-0x63", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with an unknown error: EINVAL",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+  { "go-err-0x63-message", false, 0, NO_CONNECT, EINVAL, ANY,
+    "GO refused with an unknown error: EINVAL",
+    .same_as_libnbd = true, .libnbd_errno_0 = true },
+
+  /* NBD_INFO_BLOCK_SIZE: invalid sizes are ignored (getters 0), as
+   * libnbd 1.14 ignores them.
+   */
   { "block-minimum-not-power-of-2", false, 0, WORKS, 0, ANY,
     "invalid block sizes are ignored, as libnbd does",
     .same_as_libnbd = true },
@@ -382,6 +452,9 @@ static const struct expectation expectations[] = {
   { "block-maximum-below-preferred", false, 0, WORKS, 0, ANY,
     "invalid block sizes are ignored, as libnbd does",
     .same_as_libnbd = true },
+  { "block-maximum-not-multiple", false, 0, WORKS, 0, ANY,
+    "a maximum not a multiple of the minimum is ignored, as libnbd does",
+    .same_as_libnbd = true },
   { "block-unlimited", false, 0, WORKS, 0, ANY,
     "valid block sizes are reported",
     .same_as_libnbd = true,
@@ -390,26 +463,30 @@ static const struct expectation expectations[] = {
     "valid block sizes are reported",
     .same_as_libnbd = true,
     .block_size = { 512, 4096, 1 << 20 } },
-  { "block-maximum-not-multiple", false, 0, WORKS, 0, ANY,
-    "a maximum not a multiple of the minimum is ignored, as libnbd does",
-    .same_as_libnbd = true },
+
+  /* SET_META_CONTEXT. */
   { "meta-context", false, 0, WORKS, 0, ANY,
     "the context the server selects is reported",
     .same_as_libnbd = true, .meta_request = "base:allocation",
     .meta_selected = "base:allocation" },
   { "meta-context-other-name", false, 0, WORKS, 0, ANY,
-    "the context the server selects is reported",
+    "a selected context named differently from its query is kept",
     .same_as_libnbd = true, .meta_request = "base:allocation",
     .meta_selected = "base:allocation:extra" },
   { "meta-context-error", false, 0, WORKS, 0, ANY,
     "SET_META_CONTEXT refused: no context",
     .same_as_libnbd = true, .meta_request = "base:allocation" },
-  { "meta-context-short", false, 0, NO_CONNECT, EPROTO, ANY,
-    "a META_CONTEXT reply holds an id and a name",
-    .same_as_libnbd = true, .meta_request = "base:allocation" },
 };
+#pragma GCC diagnostic pop
 
 #define NR_EXPECTATIONS (sizeof expectations / sizeof expectations[0])
+
+/* What nbd_poll said while the handle was driven. */
+struct poll_log {
+  char *message;                /* error of a failed nbd_poll, or NULL */
+  int error;                    /* its errno */
+  double slowest;               /* seconds the longest nbd_poll took */
+};
 
 /* One read and everything its callbacks saw. */
 struct read_state {
@@ -421,7 +498,7 @@ struct read_state {
   int result;                   /* 1 ok, -1 failed, 0 never completed */
   int error;                    /* errno of a failure */
   char *message;                /* error message of a failure */
-  char *poll_message;           /* error of a failed nbd_poll, if any */
+  struct poll_log poll;
   bool hung;
   unsigned chunk_calls, completion_calls;
   unsigned chunk_frees, completion_frees;
@@ -438,7 +515,15 @@ struct read_state {
 
 static unsigned tests;
 static unsigned failures;
-static bool only_same_as_libnbd;  /* --same-as-libnbd */
+static unsigned slowdown = 1;   /* $NBDC_SLOWDOWN: 10 under valgrind */
+static bool only_same_as_libnbd; /* --same-as-libnbd */
+
+/* Built against libnbd 1.14 rather than libnbdc. */
+#ifdef LIBNBDC
+#define AGAINST_LIBNBD false
+#else
+#define AGAINST_LIBNBD true
+#endif
 
 static void
 tap (bool ok, const char *fmt, ...)
@@ -564,33 +649,45 @@ completion_free (void *user_data)
   rs->completion_frees++;
 }
 
-/* Drive the handle until done() or it dies, fails or hangs.  Returns
- * false on a hang, with the error of a failed nbd_poll in *message (and
- * its errno in *error, unless error is NULL).
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Drive the handle with nbd_poll (h, timeout_ms) until done() or it dies,
+ * fails or hangs.  Returns false on a hang, with the error of a failed
+ * nbd_poll and the longest time one took in *log.
  */
 static bool
 drive (struct nbd_handle *h, bool (*done) (struct nbd_handle *, void *),
-       void *arg, char **message, int *error)
+       void *arg, int timeout_ms, struct poll_log *log)
 {
   unsigned idle = 0, polls = 0;
 
   while (!done (h, arg)) {
+    double start;
     int r;
 
     if (nbd_aio_is_dead (h) || nbd_aio_is_closed (h))
       return true;
     if (++polls > MAX_POLLS)
       return false;
-    r = nbd_poll (h, POLL_TIMEOUT_MS);
+    start = now ();
+    r = nbd_poll (h, timeout_ms);
+    if (now () - start > log->slowest)
+      log->slowest = now () - start;
     if (r == -1) {
-      if (*message == NULL) {
-        if (error)
-          *error = nbd_get_errno ();
-        *message = copy_error ();
+      if (log->message == NULL) {
+        log->message = copy_error ();
+        log->error = nbd_get_errno ();
       }
       return true;
     }
-    if (r == 0 && ++idle >= MAX_IDLE_POLLS)
+    if (r == 0 && ++idle >= (unsigned) (MAX_IDLE_MS / timeout_ms))
       return false;
   }
   return true;
@@ -604,6 +701,55 @@ read_done (struct nbd_handle *h, void *arg)
   return rs->completion_calls > 0;
 }
 
+/* Start the server command on one end of a TCP loopback connection with
+ * small socket buffers and segments and connect h to the other: requests
+ * then fill the socket early and a sendmsg goes out in part, cut anywhere
+ * (a Unix socket takes each small sendmsg whole or not at all, and so does
+ * TCP mostly, unless its segments are short).  Returns the server's pid,
+ * or -1.
+ */
+static pid_t
+connect_tcp (struct nbd_handle *h, char **argv)
+{
+  struct sockaddr_in addr = { .sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+  socklen_t len = sizeof addr;
+  int size = MANY_SOCKET_BUFFER, segment = MANY_SEGMENT;
+  int listener, client = -1, server = -1;
+  pid_t pid = -1;
+
+  listener = socket (AF_INET, SOCK_STREAM, 0);
+  if (listener == -1 ||
+      setsockopt (listener, SOL_SOCKET, SO_RCVBUF, &size, sizeof size) ||
+      bind (listener, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      listen (listener, 1) == -1 ||
+      getsockname (listener, (struct sockaddr *) &addr, &len) == -1 ||
+      (client = socket (AF_INET, SOCK_STREAM, 0)) == -1 ||
+      setsockopt (client, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) ||
+      setsockopt (client, IPPROTO_TCP, TCP_MAXSEG, &segment,
+                  sizeof segment) ||
+      connect (client, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      (server = accept (listener, NULL, NULL)) == -1 ||
+      (pid = fork ()) == -1) {
+    perror ("connect_tcp");
+    exit (EXIT_FAILURE);
+  }
+  if (pid == 0) {
+    dup2 (server, STDIN_FILENO);
+    dup2 (server, STDOUT_FILENO);
+    close (server);
+    close (client);
+    close (listener);
+    execv (argv[0], argv);
+    _exit (127);
+  }
+  close (server);
+  close (listener);
+  if (nbd_aio_connect_socket (h, client) == -1)
+    return -1;
+  return pid;
+}
+
 static bool
 connect_done (struct nbd_handle *h, void *arg)
 {
@@ -614,11 +760,9 @@ connect_done (struct nbd_handle *h, void *arg)
  * handle is closed, as the library may write into it until then.
  */
 static void
-do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
-         size_t count, uint32_t flags)
+issue_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+            size_t count, uint32_t flags)
 {
-  int r;
-
   rs->offset = offset;
   rs->count = count;
   rs->alloc = malloc (count + 2 * GUARD);
@@ -639,10 +783,15 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
     rs->result = -1;
     rs->error = nbd_get_errno ();
     rs->message = copy_error ();
-    return;
   }
+}
 
-  rs->hung = !drive (h, read_done, rs, &rs->poll_message, NULL);
+/* Retire a read that completed (or find that it did not). */
+static void
+retire_read (struct nbd_handle *h, struct read_state *rs)
+{
+  int r;
+
   r = nbd_aio_command_completed (h, rs->cookie);
   rs->result = r;
   if (r == -1) {
@@ -651,12 +800,23 @@ do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
   }
 }
 
+static void
+do_read (struct nbd_handle *h, struct read_state *rs, uint64_t offset,
+         size_t count, uint32_t flags, int timeout_ms)
+{
+  issue_read (h, rs, offset, count, flags);
+  if (rs->cookie == -1)
+    return;
+  rs->hung = !drive (h, read_done, rs, timeout_ms, &rs->poll);
+  retire_read (h, rs);
+}
+
 /* A failed read must leave an error message (nbd_get_error). */
 static bool
 has_message (const struct read_state *rs)
 {
   return (rs->message && rs->message[0]) ||
-    (rs->poll_message && rs->poll_message[0]);
+    (rs->poll.message && rs->poll.message[0]);
 }
 
 static bool
@@ -665,15 +825,77 @@ read_verified (const struct read_state *rs)
   return rs->result == 1 && is_pattern (rs->buf, rs->count, rs->offset);
 }
 
-/* Does a second, ordinary read work on a handle that survived? */
-static bool
-second_read_works (struct nbd_handle *h, struct read_state *rs)
+/* A second, ordinary read on a handle that survived. */
+static void
+second_read (struct nbd_handle *h, struct read_state *rs)
 {
-  do_read (h, rs, SECOND_OFFSET, SECOND_COUNT, 0);
+  do_read (h, rs, SECOND_OFFSET, SECOND_COUNT, 0,
+               POLL_TIMEOUT_MS);
   if (!read_verified (rs))
     printf ("# second read: result %d: %s\n", rs->result,
             rs->message ? rs->message : "wrong data");
-  return read_verified (rs);
+}
+
+/* Many reads in flight at once. */
+struct many_reads {
+  struct read_state *reads;
+  unsigned n;
+  struct poll_log poll;
+  bool hung;
+};
+
+static bool
+nothing_in_flight (struct nbd_handle *h, void *arg)
+{
+  return nbd_aio_in_flight (h) == 0;
+}
+
+/* Issue n reads of 1 to MANY_MAX_COUNT bytes all over the export before
+ * any reply can come, so that the cookie table grows and the requests
+ * fill the socket (see connect_tcp), wait for all of them and retire each.
+ */
+static void
+do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n)
+{
+  unsigned i;
+
+  m->reads = calloc (n, sizeof *m->reads);
+  if (m->reads == NULL) {
+    perror ("calloc");
+    exit (EXIT_FAILURE);
+  }
+  m->n = n;
+  for (i = 0; i < n; i++)
+    issue_read (h, &m->reads[i],
+                i * UINT64_C (104729) % (EXPORT_SIZE - MANY_MAX_COUNT),
+                1 + i * 7919u % MANY_MAX_COUNT, 0);
+  m->hung = !drive (h, nothing_in_flight, NULL, POLL_TIMEOUT_MS, &m->poll);
+  for (i = 0; i < n; i++)
+    if (m->reads[i].cookie != -1)
+      retire_read (h, &m->reads[i]);
+}
+
+/* Did every read complete once, successfully, with the right data? */
+static bool
+many_verified (const struct many_reads *m)
+{
+  unsigned i, failed = 0;
+
+  for (i = 0; i < m->n; i++)
+    if (!read_verified (&m->reads[i]))
+      failed++;
+  if (failed || m->hung || m->poll.message)
+    printf ("# %u of %u reads failed%s%s%s\n", failed, m->n,
+            m->hung ? ", hung" : "", m->poll.message ? ": " : "",
+            m->poll.message ? m->poll.message : "");
+  for (i = 0; i < m->n && failed; i++)
+    if (!read_verified (&m->reads[i])) {
+      printf ("# first failed: read %u [%" PRIu64 ", +%zu): %s\n", i,
+              m->reads[i].offset, m->reads[i].count,
+              m->reads[i].message ? m->reads[i].message : "wrong data");
+      break;
+    }
+  return failed == 0 && !m->hung && m->poll.message == NULL;
 }
 
 /* Everything the library must get right whatever the outcome: returns a
@@ -712,14 +934,14 @@ hygiene (const struct read_state *rs)
   return NULL;
 }
 
-/* The errno of a failed connect.  libnbd 1.14 leaves errno 0 for the
- * protocol violations it finds in the handshake, where libnbdc says EPROTO.
+/* Is error the errno expected of a failed connect (NO_CONNECT) or
+ * nbd_poll (DIES)?  libnbd 1.14 leaves 0 in the rows that say so.
  */
 static bool
-connect_errno_ok (const struct expectation *e, int error)
+errno_is (const struct expectation *e, int error)
 {
   return error == e->error ||
-    (only_same_as_libnbd && e->error == EPROTO && error == 0);
+    (AGAINST_LIBNBD && e->libnbd_errno_0 && error == 0);
 }
 
 /* Did the handshake leave what the server sent: its block sizes and,
@@ -778,28 +1000,36 @@ report_read (struct nbd_handle *h, const char *name,
           nbd_aio_is_ready (h) ? "ready" : nbd_connection_state (h));
   if (rs->message)
     printf ("#   %s\n", rs->message);
-  if (rs->poll_message)
-    printf ("#   %s\n", rs->poll_message);
+  if (rs->poll.message)
+    printf ("#   nbd_poll errno %s: %s\n", strerror (rs->poll.error),
+            rs->poll.message);
   if (rs->result == 1 && !read_verified (rs))
     printf ("# %s: WRONG DATA returned as success\n", name);
+  printf ("# %s: the longest nbd_poll took %.3f s\n", name,
+          rs->poll.slowest);
 }
 
-/* Did the first read end as expected?  dead: the handle is dead or
- * closed; second_ok: a second read on the surviving handle worked.
+/* Did the first read end as expected?  second: a second read on a
+ * handle that survived, or the attempt to issue one on a handle that did
+ * not.
  */
 static bool
-outcome_met (const struct expectation *e, const struct read_state *first,
-             bool dead, bool second_ok)
+outcome_met (struct nbd_handle *h, const struct expectation *e,
+             const struct read_state *first,
+             const struct read_state *second)
 {
   if (first->hung)
+    return false;
+  if (e->bounded_poll && first->poll.slowest > BOUNDED_POLL_LIMIT * slowdown)
     return false;
 
   switch (e->outcome) {
   case WORKS:
-    return read_verified (first) && second_ok;
-  case FAILS_ERRNO:
+    return read_verified (first) && read_verified (second);
+  case FAILS_USABLE:
     if (first->result != -1 || first->error != e->error ||
-        first->completion_error != e->error || !second_ok)
+        first->completion_error != e->error || !has_message (first) ||
+        first->poll.message != NULL || !read_verified (second))
       return false;
     if (e->error_chunks == 1)
       return first->error_chunk_calls == 1 &&
@@ -808,15 +1038,42 @@ outcome_met (const struct expectation *e, const struct read_state *first,
     if (e->error_chunks == 0)
       return first->error_chunk_calls == 0;
     return true;
-  case FAILS_DEAD:
-    return first->result == -1 && dead && has_message (first);
-  case FAILS:
-    return first->result == -1 && has_message (first) &&
-      (dead || second_ok);
+  case DIES:
+    return first->result == -1 && first->error == ENOTCONN &&
+      first->completion_error == ENOTCONN && nbd_aio_is_dead (h) &&
+      first->poll.message != NULL && first->poll.message[0] != '\0' &&
+      errno_is (e, first->poll.error) &&
+      second->cookie == -1 && second->error == EINVAL;
+  case CLOSES:
+    return first->result == -1 && first->error == ENOTCONN &&
+      first->completion_error == ENOTCONN && nbd_aio_is_closed (h) &&
+      first->poll.message == NULL &&
+      second->cookie == -1 && second->error == EINVAL;
   case NO_CONNECT:
     break;
   }
   abort ();
+}
+
+/* What a new command on a dead or closed handle did. */
+static void
+report_new_command (const char *name, const struct read_state *rs)
+{
+  if (rs->cookie == -1)
+    printf ("# %s: a new command fails: %s\n", name, strerror (rs->error));
+  else
+    printf ("# %s: a new command was accepted\n", name);
+}
+
+static const char *
+many_hygiene (const struct many_reads *m)
+{
+  const char *problem = NULL;
+  unsigned i;
+
+  for (i = 0; i < m->n && problem == NULL; i++)
+    problem = hygiene (&m->reads[i]);
+  return problem;
 }
 
 static void
@@ -824,7 +1081,7 @@ free_read (struct read_state *rs)
 {
   free (rs->alloc);
   free (rs->message);
-  free (rs->poll_message);
+  free (rs->poll.message);
 }
 
 static void
@@ -832,11 +1089,14 @@ run (const char *server, const struct expectation *e)
 {
   struct nbd_handle *h;
   struct read_state first = { 0 }, second = { 0 };
+  struct many_reads many = { 0 };
+  struct poll_log connect_log = { 0 };
   char *argv[4];
   char *connect_message = NULL;
   char name[128];
   const char *problem;
-  bool connected, hung, dead, learned, second_ok = false;
+  bool connected, hung;
+  pid_t server_pid = 0;
   int argc = 0, connect_error = 0;
 
   snprintf (name, sizeof name, "%s%s%s", e->scenario,
@@ -858,13 +1118,17 @@ run (const char *server, const struct expectation *e)
     exit (EXIT_FAILURE);
   }
 
-  if (nbd_aio_connect_command (h, argv) == -1) {
+  if (e->reads > 1 ? (server_pid = connect_tcp (h, argv)) == -1
+      : nbd_aio_connect_command (h, argv) == -1) {
     connect_error = nbd_get_errno ();
     connect_message = copy_error ();
     hung = false;
   }
-  else
-    hung = !drive (h, connect_done, NULL, &connect_message, &connect_error);
+  else {
+    hung = !drive (h, connect_done, NULL, POLL_TIMEOUT_MS, &connect_log);
+    connect_error = connect_log.error;
+    connect_message = connect_log.message;
+  }
   connected = nbd_aio_is_ready (h);
   if (!connected && !connect_message)
     connect_message = strdup ("");
@@ -878,12 +1142,10 @@ run (const char *server, const struct expectation *e)
             connect_error, strerror (connect_error),
             nbd_connection_state (h), connect_message);
     /* A dead handle refuses new commands (nbd_aio_is_dead(3)). */
-    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags);
-    if (first.cookie != -1 || first.error != EINVAL)
-      printf ("# %s: read after the failed connect: %s\n", name,
-              first.cookie != -1 ? "issued" : strerror (first.error));
+    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags, POLL_TIMEOUT_MS);
+    report_new_command (name, &first);
     tap (e->outcome == NO_CONNECT && connect_message[0] != '\0' &&
-         connect_errno_ok (e, connect_error) && nbd_aio_is_dead (h) &&
+         errno_is (e, connect_error) && nbd_aio_is_dead (h) &&
          first.cookie == -1 && first.error == EINVAL,
          "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
@@ -891,27 +1153,50 @@ run (const char *server, const struct expectation *e)
     printf ("# %s: connected\n", name);
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
+  else if (e->reads > 1) {
+    bool learned = handshake_learned (h, e, name);
+
+    do_many_reads (h, &many, e->reads);
+    second_read (h, &second);
+    tap (learned && many_verified (&many) && read_verified (&second),
+         "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+  }
   else {
-    learned = handshake_learned (h, e, name);
-    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags);
-    dead = nbd_aio_is_dead (h) || nbd_aio_is_closed (h);
+    bool learned = handshake_learned (h, e, name);
+
+    do_read (h, &first, READ_OFFSET, READ_COUNT, e->flags,
+             e->bounded_poll ? BOUNDED_POLL_MS : POLL_TIMEOUT_MS);
     report_read (h, name, &first);
-    if (!dead && nbd_aio_is_ready (h))
-      second_ok = second_read_works (h, &second);
-    tap (learned && outcome_met (e, &first, dead, second_ok), "%s: %s (%s)",
+    if (nbd_aio_is_ready (h))
+      second_read (h, &second);
+    else if (!first.hung) {
+      /* A dead or closed handle refuses new commands (EINVAL). */
+      do_read (h, &second, SECOND_OFFSET, SECOND_COUNT, 0,
+               POLL_TIMEOUT_MS);
+      report_new_command (name, &second);
+    }
+    tap (learned && outcome_met (h, e, &first, &second), "%s: %s (%s)",
          name, outcome_name (e->outcome), e->rule);
   }
 
   nbd_close (h);
+  if (server_pid > 0)
+    waitpid (server_pid, NULL, 0);
 
   problem = hygiene (&first);
   if (problem == NULL)
     problem = hygiene (&second);
+  if (problem == NULL)
+    problem = many_hygiene (&many);
   tap (problem == NULL, "%s: callbacks, .free and buffer bounds%s%s", name,
        problem ? ": " : "", problem ? problem : "");
 
   free_read (&first);
   free_read (&second);
+  for (unsigned i = 0; i < many.n; i++)
+    free_read (&many.reads[i]);
+  free (many.reads);
+  free (many.poll.message);
   free (connect_message);
 }
 
@@ -967,6 +1252,8 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
   server = argv[first++];
+  if (getenv ("NBDC_SLOWDOWN") && atoi (getenv ("NBDC_SLOWDOWN")) > 1)
+    slowdown = atoi (getenv ("NBDC_SLOWDOWN"));
 
   if (argc == first)
     check_coverage (server);

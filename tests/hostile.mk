@@ -24,11 +24,7 @@ EXTRA_DIST += \
 
 bad_server_SOURCES = bad-server.c
 
-# The expectations table names only the fields a row needs.
-HOSTILE_CFLAGS = $(AM_CFLAGS) -Wno-missing-field-initializers
-
 hostile_replies_SOURCES = hostile-replies.c
-hostile_replies_CFLAGS = $(HOSTILE_CFLAGS)
 hostile_replies_LDFLAGS = -no-install
 hostile_replies_LDADD = $(NBDC_LIBS)
 
@@ -38,6 +34,5 @@ check_PROGRAMS += hostile-replies-libnbd
 # Not AM_CPPFLAGS: <libnbd.h> must be libnbd's own.
 hostile_replies_libnbd_SOURCES = hostile-replies.c
 hostile_replies_libnbd_CPPFLAGS = -I$(top_builddir) $(LIBNBD_CFLAGS)
-hostile_replies_libnbd_CFLAGS = $(HOSTILE_CFLAGS)
 hostile_replies_libnbd_LDADD = $(LIBNBD_LIBS)
 endif

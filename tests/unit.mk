@@ -14,3 +14,7 @@ unit_split_libnbd_SOURCES = unit-split.c
 unit_split_libnbd_CPPFLAGS = $(LIBNBD_CFLAGS)
 unit_split_libnbd_LDADD = $(LIBNBD_LIBS)
 endif
+
+# No call cycle between the files of client/ (dependencies point down).
+TESTS += layers.sh
+EXTRA_DIST += layers.sh

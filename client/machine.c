@@ -1,0 +1,177 @@
+/* libnbdc: the driver.  It runs the phases of the connection (connect.c's
+ * sockets, handshake.c, then commands.c sending and reply.c reading) as far
+ * as they go without blocking, waits on the socket for the blocking calls
+ * (poll_once), and fails every command once the connection is gone.
+ */
+
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+/* How many recv calls one run of the machine may make.  A server that
+ * keeps sending (a stream of chunks that never ends a reply, say) cannot
+ * hold a call, or the handle lock, for longer than this; what it sent
+ * stays in the socket, which polls readable again.
+ */
+#define RECV_BUDGET 16
+
+/* A dead or closed connection will never answer: fail what is pending. */
+static void
+settle (struct nbd_handle *h)
+{
+  if ((h->state == STATE_DEAD || h->state == STATE_CLOSED) &&
+      (h->queue.head || h->inflight.head))
+    commands_abort_all (h);
+}
+
+/* Advance the state machine as far as it goes without blocking.  Returns 0,
+ * or -1 if the handle died here (the error is set).
+ */
+int
+run_machine (struct nbd_handle *h)
+{
+  h->recv_budget = RECV_BUDGET;
+  for (;;) {
+    enum state before = h->state;
+
+    switch (h->state) {
+    case STATE_CONNECTING:
+      if (connect_step (h) == -1)
+        return -1;              /* no address took the connection */
+      break;
+    case STATE_HANDSHAKE:
+      handshake_step (h);       /* a failure shows as the dead state */
+      break;
+    case STATE_READY:
+      if (commands_send (h) == IO_ERROR)
+        set_dead (h, errno, "send: %s", strerror (errno));
+      else
+        reply_step (h);         /* likewise, or the closed state */
+      break;
+    default:
+      break;
+    }
+    settle (h);
+    if (h->state == STATE_DEAD)
+      return -1;
+    if (h->state == before)
+      return 0;
+  }
+}
+
+/* Queue a new command and send it now if the socket is free; nothing is
+ * read, so callbacks of other commands never run inside the call that
+ * issues a command (as in libnbd), and a caller may hold its own locks
+ * around nbd_aio_*.  Returns the cookie.
+ */
+int64_t
+issue_command (struct nbd_handle *h, struct command *cmd)
+{
+  int64_t cookie = command_submit (h, cmd);
+
+  if (h->queue.len == 1 && h->state == STATE_READY &&
+      commands_send (h) == IO_ERROR) {
+    set_dead (h, errno, "send: %s", strerror (errno));
+    settle (h);
+  }
+  return cookie;                /* cmd may be gone: DISC is freed once sent */
+}
+
+/* What the state machine waits for. */
+unsigned
+direction (const struct nbd_handle *h)
+{
+  switch (h->state) {
+  case STATE_CONNECTING:
+    return LIBNBD_AIO_DIRECTION_WRITE;
+  case STATE_HANDSHAKE:
+    return h->ooff < h->olen ? LIBNBD_AIO_DIRECTION_WRITE
+      : LIBNBD_AIO_DIRECTION_READ;
+  case STATE_READY:
+    return LIBNBD_AIO_DIRECTION_READ |
+      (h->queue.head ? LIBNBD_AIO_DIRECTION_WRITE : 0);
+  default:
+    return 0;
+  }
+}
+
+/* Another thread is waiting on the socket: wait for it to make progress
+ * (it may read the reply this thread waits for) instead of polling too,
+ * which could sleep on a socket whose data the other thread took.
+ */
+static int
+wait_for_poller (struct nbd_handle *h, int timeout)
+{
+  struct timespec deadline;
+  int r;
+
+  if (timeout < 0) {
+    pthread_cond_wait (&h->progress, &h->lock);
+    return 1;
+  }
+  clock_gettime (CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout / 1000;
+  deadline.tv_nsec += (timeout % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);
+  return r == ETIMEDOUT ? 0 : 1;
+}
+
+/* Wait up to timeout ms for the socket, then advance.  Called with the lock
+ * held; drops it while blocked so other threads can queue commands.  One
+ * thread at a time waits on the socket (the leader) and handles whatever
+ * arrives, for every thread; the others wait for it to make progress.
+ */
+int
+poll_once (struct nbd_handle *h, int timeout)
+{
+  struct pollfd fds;
+  unsigned dir = direction (h);
+  int r;
+
+  if (dir == 0 || h->fd < 0) {
+    set_error (EINVAL, "invalid state: %s: nothing to wait for",
+               state_name (h));
+    return -1;
+  }
+  if (h->polling)
+    return wait_for_poller (h, timeout);
+  if (h->transport && h->transport->pending (h))
+    r = 1;
+  else {
+    fds.fd = h->fd;
+    fds.events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+      (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
+    fds.revents = 0;
+    h->polling = true;
+    unlock_handle (h);
+    do
+      r = poll (&fds, 1, timeout);
+    while (r == -1 && errno == EINTR);
+    lock_handle (h);
+    h->polling = false;
+    if (h->state == STATE_DEAD || h->state == STATE_CLOSED) {
+      /* It died while we waited: ours to close (close_connection). */
+      h->transport->close (h);
+      pthread_cond_broadcast (&h->progress);
+      set_error (ENOTCONN, "the connection %s while waiting",
+                 h->state == STATE_DEAD ? "died" : "closed");
+      return -1;
+    }
+    if (r == -1) {
+      set_error (errno, "poll: %s", strerror (errno));
+      pthread_cond_broadcast (&h->progress);
+      return -1;
+    }
+  }
+  if (r > 0)
+    r = run_machine (h) == -1 ? -1 : 1;
+  pthread_cond_broadcast (&h->progress);
+  return r;
+}
