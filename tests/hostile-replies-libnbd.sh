@@ -16,5 +16,6 @@ if ! command -v timeout >/dev/null 2>&1; then
   exit 77
 fi
 
-exec timeout 300 "$builddir/hostile-replies-libnbd" --same-as-libnbd \
+exec timeout 300 $NBDC_VALGRIND "$builddir/hostile-replies-libnbd" \
+  --same-as-libnbd \
   "$builddir/bad-server"
