@@ -352,11 +352,15 @@ test_server_death (void)
   nbd_poll (h, 0);
   tap_ok (nbd_kill_subprocess (h, SIGKILL) == 0,
           "death: nbd_kill_subprocess(3) kills the server");
-  /* nbd_poll fails once the connection is gone. */
+  /* The connection is gone: a reset kills the handle, an end of file
+   * between replies closes it (both in libnbd; which one comes depends on
+   * whether the server had unread bytes when it died).
+   */
   for (i = 0; i < 100 && nbd_aio_in_flight (h) > 0; i++)
     nbd_poll (h, 1000);
   tap_ok (nbd_aio_in_flight (h) <= 0, "death: nothing left in flight");
-  tap_ok (nbd_aio_is_dead (h) == 1, "death: the handle is dead");
+  tap_ok (nbd_aio_is_dead (h) == 1 || nbd_aio_is_closed (h) == 1,
+          "death: the handle is dead or closed");
   ok = true;
   for (i = 0; i < 4; i++)
     if (co[i].calls != 1 || co[i].error == 0 || ch[i].calls != 0)
