@@ -18,7 +18,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 run_packages=(autoconf automake libtool pkg-config gcc make
               libgnutls28-dev nbdkit)
 test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
-               nbd-server gnutls-bin valgrind clang libclang-rt-14-dev)
+               nbd-server gnutls-bin valgrind clang libclang-rt-14-dev
+               gcovr)
 
 install_packages () {
   local missing=() p
