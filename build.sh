@@ -18,7 +18,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 run_packages=(autoconf automake libtool pkg-config gcc make
               libgnutls28-dev nbdkit)
 test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
-               nbd-server gnutls-bin valgrind clang libclang-rt-14-dev)
+               nbd-server gnutls-bin valgrind clang libclang-rt-14-dev
+               gcovr)
 
 install_packages () {
   local missing=() p
@@ -37,6 +38,14 @@ install_packages () {
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# What configure found depends on the installed packages (libnbd-dev turns
+# on the differential tests): a tree configured under another set is
+# configured again.  The stamp is the name and version of each package.
+packages_stamp () {
+  dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\n' \
+    "${test_packages[@]}" 2>/dev/null || true
+}
+
 # build DIR [configure args...]
 build () {
   local dir=$1; shift
@@ -44,9 +53,14 @@ build () {
     autoreconf -fi
   fi
   mkdir -p "$dir"
+  packages_stamp >"$dir/packages.new"
   if [ ! -f "$dir/Makefile" ]; then
     (cd "$dir" && ../configure --enable-werror "$@")
+  elif ! cmp -s "$dir/packages.new" "$dir/packages.stamp"; then
+    echo "build.sh: packages changed since $dir was configured: reconfiguring"
+    (cd "$dir" && ./config.status --recheck && ./config.status)
   fi
+  mv "$dir/packages.new" "$dir/packages.stamp"
   make -C "$dir" -j"$jobs" >/dev/null
 }
 

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Mutation testing of client/ ("make check-mutants"; by hand, not in CI).
+#
+#   tests/mutants.sh [NAME...]      run the mutants named (default: all)
+#   tests/mutants.sh --check        only check that each mutant applies
+#   tests/mutants.sh --list         list the mutants
+#
+# Each mutant below is a small deliberate bug: an exact text (one or more
+# lines) that must occur exactly once in client/*.c and client/*.h taken
+# together (so it still applies after a function moves to another file),
+# and its replacement.  In a copy of the source tree (with any uncommitted
+# changes) each mutant is applied alone, the tree rebuilt and make check
+# run.  The mutant is "killed" if a test fails, "survived" if the suite
+# still passes; a text found zero or several times "did not apply" (update
+# it), and a mutant that does not compile "did not build".  Exits 1
+# unless every mutant run was killed.
+#
+# Environment: MUTANTS_KEEP=1 keeps the copy (its path is printed);
+# NBDC_TEST_TIMEOUT bounds each test (default here 120 s: a mutant may
+# hang).  The suite runs without valgrind or fuzzing.
+set -u
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+
+names=() finds=() replaces=() whys=()
+# mutant NAME WHAT FIND REPLACE
+mutant () {
+  names+=("$1"); whys+=("$2"); finds+=("$3"); replaces+=("$4")
+}
+
+mutant hash-rehash \
+  "the cookie table's rehash puts commands in the wrong slot" \
+  'size_t slot = cmd->cookie & (new_size - 1);' \
+  'size_t slot = cmd->cookie & (h->hash_size - 1);'
+mutant partial-send-offset \
+  "a partly sent request resumes from the wrong offset" \
+  'size_t sent = h->send_off + r;' \
+  'size_t sent = r;'
+mutant inbuf-compaction \
+  "input-buffer compaction moves the wrong bytes" \
+  'memmove (h->inbuf, h->inbuf + h->in_start, input_available (h));' \
+  'memmove (h->inbuf, h->inbuf, input_available (h));'
+mutant completion-minus-one \
+  "a completion callback's -1 is ignored" \
+  'if (r == -1) {
+      if (error)' \
+  'if (0) {
+      if (error)'
+mutant greeting-magic \
+  "the greeting's NBDMAGIC is not checked" \
+  'if (magic != NBD_INIT_PASSWD) {' \
+  'if (0) {'
+mutant block-size-pref-min \
+  "block sizes with preferred < minimum are accepted" \
+  'pref < min ||' \
+  ''
+mutant error-message-4100 \
+  "an error chunk message over 4096 bytes is accepted" \
+  'if (msglen > NBD_MAX_STRING) {' \
+  'if (msglen > NBD_MAX_STRING + 4) {'
+mutant error-value-zero \
+  "an error chunk with error value 0 is accepted" \
+  'if (error == 0) {' \
+  'if (0) {'
+mutant simple-error-read-sr \
+  "a simple error reply to a read after structured replies is accepted" \
+  'if (cmd->type == NBD_CMD_READ && h->sr_negotiated) {' \
+  'if (cmd->type == NBD_CMD_READ && h->sr_negotiated && !error) {'
+mutant dead-errno \
+  "in-flight commands of a dead handle fail with EIO, not ENOTCONN" \
+  'command_fail (cmd, ENOTCONN, "%s", h->dead_reason' \
+  'command_fail (cmd, EIO, "%s", h->dead_reason'
+mutant df-two-data-chunks \
+  "a DF read answered with two OFFSET_DATA chunks is accepted" \
+  'cmd->data_chunks > 0) {' \
+  'cmd->data_chunks > 1) {'
+mutant range-overlap-right \
+  "a chunk overlapping a later-offset chunk is accepted" \
+  '|| (lo < n && r[lo].start < end))' \
+  ')'
+mutant read-not-covered \
+  "a structured read reply that covers only part of the request succeeds" \
+  'cmd->covered != cmd->count)' \
+  'cmd->covered > cmd->count)'
+mutant chunk-for-done-command \
+  "a structured chunk for a command already completed is accepted" \
+  'cmd = command_lookup (h, cookie);
+  if (cmd == NULL || cmd->state != CMD_IN_FLIGHT) {' \
+  'cmd = command_lookup (h, cookie);
+  if (cmd == NULL) {'
+mutant hole-length-zero \
+  "an OFFSET_HOLE chunk of length 0 is accepted" \
+  'if (len == 0) {' \
+  'if (0) {'
+mutant chunk-callback-minus-one \
+  "a chunk callback's -1 is ignored" \
+  'status, &error) == -1)' \
+  'status, &error) == -2)'
+
+# Occurrences of the literal text $FIND in file $1.
+occurrences () {
+  awk 'BEGIN { RS = "\001" }
+       { s = $0; n = 0
+         while ((i = index (s, ENVIRON["FIND"])) > 0) {
+           n++; s = substr (s, i + length (ENVIRON["FIND"]))
+         }
+         print n }' "$1"
+}
+
+# Replace the first $FIND in file $1 by $REPLACE.
+substitute () {
+  awk 'BEGIN { RS = "\001" }
+       { i = index ($0, ENVIRON["FIND"])
+         printf "%s%s%s", substr ($0, 1, i - 1), ENVIRON["REPLACE"],
+           substr ($0, i + length (ENVIRON["FIND"])) }' "$1" >"$1.mutant" &&
+    mv "$1.mutant" "$1"
+}
+
+# locate I SRC: the one file of SRC/client holding mutant I's text, or
+# fail saying how many times it occurs.
+locate () {
+  local f n total=0 found=
+  for f in "$2"/client/*.c "$2"/client/*.h; do
+    n=$(FIND=${finds[$1]} occurrences "$f")
+    [ "$n" -gt 0 ] && found=$f
+    total=$((total + n))
+  done
+  if [ "$total" -ne 1 ]; then
+    echo "found $total times in client/*.[ch]"
+    return 1
+  fi
+  echo "$found"
+}
+
+# The mutants to run, by index.
+selected=()
+case ${1:-} in
+  --list)
+    for i in "${!names[@]}"; do
+      printf '%-26s %s\n' "${names[$i]}" "${whys[$i]}"
+    done
+    exit 0 ;;
+  --check) check_only=1; shift ;;
+  *) check_only= ;;
+esac
+if [ $# -eq 0 ]; then
+  selected=("${!names[@]}")
+else
+  for name; do
+    for i in "${!names[@]}"; do
+      [ "${names[$i]}" = "$name" ] && { selected+=("$i"); continue 2; }
+    done
+    echo "mutants.sh: no mutant named $name (see --list)" >&2
+    exit 2
+  done
+fi
+
+killed=0 survived=0 broken=0
+report () {                     # report STATE NAME DETAIL
+  printf '%-14s %-26s %s\n' "$1" "$2" "$3"
+}
+
+if [ -n "$check_only" ]; then
+  for i in "${selected[@]}"; do
+    if where=$(locate "$i" "$top"); then
+      report applies "${names[$i]}" "${where#$top/}"
+    else
+      report "DID NOT APPLY" "${names[$i]}" "$where"
+      broken=$((broken + 1))
+    fi
+  done
+  echo "${#selected[@]} mutants, $broken did not apply"
+  [ "$broken" -eq 0 ]
+  exit
+fi
+
+# A copy of the source tree: what git tracks or would track, as it is in
+# the working tree (uncommitted changes included); no build directories.
+work=$(mktemp -d "${TMPDIR:-/tmp}/nbdc-mutants.XXXXXX") || exit 1
+if [ -n "${MUTANTS_KEEP:-}" ]; then
+  echo "mutants.sh: working in $work (kept)"
+else
+  trap 'rm -rf "$work"' EXIT
+fi
+src=$work/src
+mkdir "$src"
+if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  (cd "$top" && git ls-files -co --exclude-standard -z |
+     tar --null -T - --ignore-failed-read -cf - 2>/dev/null) |
+    tar -C "$src" -xf -
+else
+  tar -C "$top" --exclude='./_build*' --exclude=./.git -cf - . |
+    tar -C "$src" -xf -
+fi
+
+unset NBDC_FUZZ_SECONDS NBDC_VALGRIND NBDC_SLOWDOWN
+export NBDC_TEST_TIMEOUT=${NBDC_TEST_TIMEOUT:-120}
+build=$src/_build
+log=$work/log
+
+echo "mutants.sh: building the copy"
+# Without --enable-werror: a mutant may leave a variable unused.
+if ! (cd "$src" && autoreconf -fi && mkdir _build && cd _build &&
+        ../configure && make -j"$jobs") >"$log" 2>&1; then
+  tail -n 40 "$log"
+  echo "mutants.sh: the unmutated copy does not build" >&2
+  exit 1
+fi
+
+# run_suite: make check in the copy; prints the test files that failed.
+run_suite () {
+  find "$build" -name '*.trs' -delete
+  make -C "$build" -j"$jobs" check >"$log" 2>&1
+  grep -l '^:test-result: \(FAIL\|XPASS\|ERROR\)' "$build"/tests/*.trs \
+    2>/dev/null | sed 's,.*/,,; s,\.trs$,,' | paste -sd ' ' -
+}
+
+echo "mutants.sh: make check without mutants"
+failed=$(run_suite)
+if [ -n "$failed" ] || ! grep -q '^# FAIL: *0$' "$log"; then
+  echo "mutants.sh: the suite fails without mutants (${failed:-make check" \
+    "failed}); nothing to learn" >&2
+  exit 1
+fi
+
+for i in "${selected[@]}"; do
+  name=${names[$i]}
+  if ! file=$(locate "$i" "$src"); then
+    report "DID NOT APPLY" "$name" "$file: update its text in tests/mutants.sh"
+    broken=$((broken + 1))
+    continue
+  fi
+  cp -p "$file" "$work/original"
+  FIND=${finds[$i]} REPLACE=${replaces[$i]} substitute "$file"
+  if ! make -C "$build" -j"$jobs" >"$log" 2>&1; then
+    report "DID NOT BUILD" "$name" "${file#$src/}: see its text"
+    broken=$((broken + 1))
+  else
+    failed=$(run_suite)
+    if [ -n "$failed" ]; then
+      report killed "$name" "${file#$src/}: $failed"
+      killed=$((killed + 1))
+    elif grep -q '^# FAIL: *0$' "$log"; then
+      report SURVIVED "$name" "${file#$src/}: ${whys[$i]}"
+      survived=$((survived + 1))
+    else
+      report killed "$name" "${file#$src/}: make check failed"
+      killed=$((killed + 1))
+    fi
+  fi
+  cp "$work/original" "$file"
+  touch "$file"                 # newer than the mutant's objects
+done
+
+echo "${#selected[@]} mutants: $killed killed, $survived survived," \
+  "$broken did not apply or build"
+[ "$survived" -eq 0 ] && [ "$broken" -eq 0 ]
