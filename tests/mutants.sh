@@ -43,10 +43,8 @@ mutant inbuf-compaction \
   'memmove (h->inbuf, h->inbuf, input_available (h));'
 mutant completion-minus-one \
   "a completion callback's -1 is ignored" \
-  'if (r == -1) {
-      if (error)' \
-  'if (0) {
-      if (error)'
+  'if (r == -1 && error)' \
+  'if (0)'
 mutant greeting-magic \
   "the greeting's NBDMAGIC is not checked" \
   'if (magic != NBD_INIT_PASSWD) {' \
@@ -71,10 +69,10 @@ mutant dead-errno \
   "in-flight commands of a dead handle fail with EIO, not ENOTCONN" \
   'command_fail (cmd, ENOTCONN, "%s", h->dead_reason' \
   'command_fail (cmd, EIO, "%s", h->dead_reason'
-mutant df-two-data-chunks \
-  "a DF read answered with two OFFSET_DATA chunks is accepted" \
-  'cmd->data_chunks > 0) {' \
-  'cmd->data_chunks > 1) {'
+mutant df-two-content-chunks \
+  "a DF read answered with two data or hole chunks is accepted" \
+  'cmd->content_chunks > 0) {' \
+  'cmd->content_chunks > 1) {'
 mutant range-overlap-right \
   "a chunk overlapping a later-offset chunk is accepted" \
   '|| (lo < n && r[lo].start < end))' \
@@ -97,6 +95,89 @@ mutant chunk-callback-minus-one \
   "a chunk callback's -1 is ignored" \
   'status, &error) == -1)' \
   'status, &error) == -2)'
+
+# The fixes of issue 12, each with the test that must catch it.
+mutant recv-unbounded \
+  "a run of the machine reads as long as the server sends" \
+  'if (h->recv_budget == 0) {' \
+  'if (0) {'
+mutant free-at-completion \
+  "callbacks are freed when the command completes, not when retired" \
+  '  list_append (&h->done, cmd);
+  if (r == 1)' \
+  '  free_callbacks (&cmd->chunk, &cmd->completion);
+  list_append (&h->done, cmd);
+  if (r == 1)'
+mutant pread-initialize-late \
+  "a refused read leaves the buffer's old bytes" \
+  'if (h->pread_initialize)
+    memset (buf, 0, count);' \
+  'if (h->pread_initialize && h->state == STATE_READY)
+    memset (buf, 0, count);'
+mutant eof-between-replies-dead \
+  "a clean end of file between replies kills the handle" \
+  'if (h->rphase == RP_HEADER && input_available (h) == 0) {
+        set_closed (h);' \
+  'if (0) {
+        set_closed (h);'
+mutant dead-command-enotconn \
+  "a command on a dead handle fails with ENOTCONN, not EINVAL" \
+  'set_error (EINVAL, "invalid state: DEAD' \
+  'set_error (ENOTCONN, "invalid state: DEAD'
+mutant block-size-max-below-pref \
+  "a maximum block size below the preferred one is reported" \
+  'pref < min || pref < 512 || max < pref ||' \
+  'pref < min || pref < 512 ||'
+mutant ack-with-payload \
+  "an NBD_REP_ACK with a payload is accepted" \
+  'if (*type == NBD_REP_ACK && *len != 0) {' \
+  'if (0) {'
+mutant notify-any-state \
+  "nbd_aio_notify_* runs in a state that waits for no such event" \
+  'if (!(direction (h) & event))' \
+  'if (0)'
+mutant strict-flags-off-refused \
+  "without LIBNBD_STRICT_FLAGS unknown flags are still refused" \
+  'if (flags > UINT16_MAX ||' \
+  'if (flags > 0xff ||'
+mutant can-df-without-sr \
+  "DF is allowed without structured replies" \
+  'return h->sr_negotiated && (h->eflags & NBD_FLAG_SEND_DF);' \
+  'return (h->eflags & NBD_FLAG_SEND_DF) != 0;'
+mutant in-flight-disc-sent \
+  "a sent NBD_CMD_DISC is not counted in flight" \
+  '!(h->queue.tail && h->queue.tail->type == NBD_CMD_DISC))
+    r++;' \
+  '!(h->queue.tail && h->queue.tail->type == NBD_CMD_DISC))
+    r += 0;'
+mutant getaddrinfo-dead \
+  "a failed getaddrinfo kills the handle" \
+  'set_error (r == EAI_SYSTEM ? errno : 0,' \
+  'set_dead (h, r == EAI_SYSTEM ? errno : ENXIO,'
+mutant null-not-checked \
+  "a NULL pointer argument is not refused" \
+  'if ((arg) == NULL) {' \
+  'if (0) {'
+mutant go-shutdown-errno \
+  "NBD_OPT_GO refused by a server shutting down gives EINVAL" \
+  'case NBD_REP_ERR_SHUTDOWN: return ESHUTDOWN;' \
+  'case NBD_REP_ERR_SHUTDOWN: return EINVAL;'
+mutant uri-sockaddr-port \
+  "nbd_get_uri after nbd_aio_connect gives the port in network order" \
+  'ntohs (sin->sin_port));' \
+  'sin->sin_port);'
+mutant uri-scheme-any-case \
+  "an upper-case URI scheme is accepted" \
+  'strncmp (schemes[i].name, s, len) == 0) {' \
+  'strncasecmp (schemes[i].name, s, len) == 0) {'
+mutant unknown-cookie-error \
+  "nbd_aio_command_completed of an unknown cookie fails" \
+  '  if (cmd && cmd->state == CMD_DONE)
+    r = command_result (h, cmd);' \
+  '  if (cmd && cmd->state == CMD_DONE)
+    r = command_result (h, cmd);
+  else if (cmd == NULL)
+    r = -1;'
 
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
