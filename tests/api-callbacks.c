@@ -112,18 +112,6 @@ run_read (struct nbd_handle *h, struct seen *s, size_t count,
   return r;
 }
 
-static struct nbd_handle *
-connect_socket (const char *sock)
-{
-  struct nbd_handle *h = nbd_create ();
-
-  if (h == NULL)
-    tap_bail ("nbd_create");
-  if (nbd_connect_unix (h, sock) == -1)
-    tap_bail ("nbd_connect_unix %s", sock);
-  return h;
-}
-
 /* Chunk callback failures.  MULTI: the read has several chunks. */
 static void
 test_chunk_errors (struct nbd_handle *h, const char *server, bool multi,
@@ -409,7 +397,7 @@ main (int argc, char *argv[])
   }
 
   if (strcmp (argv[1], "-") != 0) {
-    h = connect_socket (argv[1]);
+    h = tap_connect_unix (argv[1]);
     test_chunk_errors (h, "qemu-nbd", true, 400000, 1000);
     test_sync_chunk_error (h, "qemu-nbd");
     nbd_shutdown (h, 0);
@@ -418,7 +406,7 @@ main (int argc, char *argv[])
   else
     tap_skip ("qemu-nbd not installed", "multi-chunk callback rules");
 
-  h = connect_socket (argv[2]);
+  h = tap_connect_unix (argv[2]);
   test_chunk_errors (h, "nbdkit", false, 65536, 0);
   test_sync_chunk_error (h, "nbdkit");
   test_auto_retire (h);

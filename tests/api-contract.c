@@ -41,21 +41,11 @@
 static const char *pat_sock, *mem_sock, *big_sock, *dly_sock, *dly_pidfile;
 static const char *tcp_port;
 
-static struct nbd_handle *
-connect_socket (const char *sock)
-{
-  struct nbd_handle *h = tap_create ();
-
-  if (nbd_connect_unix (h, sock) == -1)
-    tap_bail ("nbd_connect_unix %s", sock);
-  return h;
-}
-
 /* A handle that is CLOSED: connected, then nbd_shutdown. */
 static struct nbd_handle *
 closed_handle (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
 
   if (nbd_shutdown (h, 0) == -1)
     tap_bail ("nbd_shutdown");
@@ -172,7 +162,7 @@ wait_for_peek (struct nbd_handle *h)
 static void
 test_free_at_retirement (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
   struct lifetime lt = { 0 }, auto_lt = { 0 }, never = { 0 }, open = { 0 };
   int64_t cookie, peeked;
 
@@ -291,7 +281,7 @@ test_pread_initialize (void)
     const char *mode = init ? "initialize" : "no initialize";
     char what[128];
 
-    h = connect_socket (pat_sock);
+    h = tap_connect_unix (pat_sock);
     nbd_set_pread_initialize (h, init);
     snprintf (what, sizeof what, "%s: invalid flag 0x100 (EINVAL)", mode);
     pread_case (h, buf, sizeof buf, 0, 0x100, EINVAL, init, what);
@@ -304,7 +294,7 @@ test_pread_initialize (void)
     pread_case (h, buf, sizeof buf, 0, 0, EINVAL, init, what);
     nbd_close (h);
 
-    h = connect_socket (big_sock);
+    h = tap_connect_unix (big_sock);
     nbd_set_pread_initialize (h, init);
     snprintf (what, sizeof what, "%s: count 64 MiB + 512 (ERANGE)", mode);
     pread_case (h, big, big_count, 0, 0, ERANGE, init, what);
@@ -325,7 +315,7 @@ test_pread_initialize (void)
 static void
 test_aio_disconnect (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
   static unsigned char buf[3][512];
   int64_t cookies[3];
   int i, r;
@@ -348,7 +338,7 @@ test_aio_disconnect (void)
   tap_ok (nbd_aio_in_flight (h) == 0, "then nbd_aio_in_flight(3) is 0");
   nbd_close (h);
 
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   for (i = 0; i < 3; i++)
     cookies[i] = nbd_aio_pread (h, buf[i], 512, 512 * i,
                                 NBD_NULL_COMPLETION, 0);
@@ -371,7 +361,7 @@ test_aio_disconnect (void)
   }
   nbd_close (h);
 
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   check_fails (nbd_aio_disconnect (h, 1), "nbd_aio_disconnect", EINVAL,
                "nbd_aio_disconnect(3) flag 0x1");
   check_fails (nbd_aio_disconnect (h, LIBNBD_SHUTDOWN_ABANDON_PENDING),
@@ -419,7 +409,7 @@ test_can_flags (void)
                EINVAL, "nbd_pread(3) DF without structured replies");
   nbd_close (h);
 
-  h = connect_socket (mem_sock);
+  h = tap_connect_unix (mem_sock);
   tap_ok (nbd_can_df (h) == 1,
           "nbd_can_df(3): 1 with structured replies (nbdkit memory)");
   tap_ok (nbd_can_meta_context (h, "base:allocation") == 0,
@@ -463,8 +453,8 @@ test_getaddrinfo (void)
 static void
 test_dead_handle (void)
 {
-  struct nbd_handle *idle = connect_socket (dly_sock);
-  struct nbd_handle *busy = connect_socket (dly_sock);
+  struct nbd_handle *idle = tap_connect_unix (dly_sock);
+  struct nbd_handle *busy = tap_connect_unix (dly_sock);
   static unsigned char buf[512];
   int64_t cookie;
   pid_t pid;
@@ -555,7 +545,7 @@ test_cookies (void)
                "created");
   nbd_close (h);
 
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
                EINVAL, "nbd_aio_command_completed(3) cookie 0, ready");
   tap_ok (nbd_aio_command_completed (h, 12345) == 0,
@@ -793,7 +783,7 @@ test_notify (void)
                "nbd_aio_notify_write(3) on a created handle");
   nbd_close (h);
 
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
                "nbd_aio_notify_write(3) on a connected idle handle "
                "(nothing to send)");
@@ -819,7 +809,7 @@ test_notify (void)
 static void
 test_strict_flags (void)
 {
-  struct nbd_handle *h = connect_socket (mem_sock);
+  struct nbd_handle *h = tap_connect_unix (mem_sock);
   static unsigned char buf[512];
   int64_t cookie;
   int r;
@@ -893,7 +883,7 @@ test_get_uri (void)
   nbd_close (h);
 
   snprintf (expected, sizeof expected, "nbd+unix:///?socket=%s", pat_sock);
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_connect_unix");
   nbd_shutdown (h, 0);
@@ -1097,7 +1087,7 @@ verdict_case (struct nbd_handle *h, struct verdict v, bool structured,
 static void
 test_callback_verdicts (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
   static unsigned char buf[512];
   struct verdict v = { .chunk_ret = -1 };
   int r;
@@ -1145,7 +1135,7 @@ test_callback_verdicts (void)
 static void
 test_many_in_flight (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
   static unsigned char bufs[MANY][512];
   static int64_t cookies[MANY];
   static uint64_t offsets[MANY];
@@ -1189,7 +1179,7 @@ test_many_in_flight (void)
 static void
 test_shutdown_flags (void)
 {
-  struct nbd_handle *h = connect_socket (pat_sock);
+  struct nbd_handle *h = tap_connect_unix (pat_sock);
   static unsigned char bufs[5][4096];
   int64_t cookies[5];
   int i, r, settled = 0;
@@ -1256,7 +1246,7 @@ test_misc_rules (void)
                "nbd_shutdown(3) on a created handle");
   nbd_close (h);
 
-  h = connect_socket (pat_sock);
+  h = tap_connect_unix (pat_sock);
   check_fails (nbd_connect_unix (h, pat_sock), "nbd_connect_unix", EINVAL,
                "nbd_connect_unix(3) on a connected handle");
   check_fails (nbd_set_request_structured_replies (h, false),

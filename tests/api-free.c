@@ -106,16 +106,6 @@ completion (struct counter *c)
                                      .user_data = c, .free = free_cb };
 }
 
-static struct nbd_handle *
-connect_socket (const char *sock)
-{
-  struct nbd_handle *h = tap_create ();
-
-  if (nbd_connect_unix (h, sock) == -1)
-    tap_bail ("nbd_connect_unix %s", sock);
-  return h;
-}
-
 /* Delays every read by SECONDS (a string nbdkit understands). */
 static struct nbd_handle *
 connect_delayed (const char *delay)
@@ -147,7 +137,7 @@ check_once (const char *what, const struct counter *c, bool want_called)
 static void
 test_success (const char *sock)
 {
-  struct nbd_handle *h = connect_socket (sock);
+  struct nbd_handle *h = tap_connect_unix (sock);
   static unsigned char buf[65536];
   struct counter ch = { 0 }, co = { 0 }, co2 = { 0 }, co3 = { 0 };
   struct counter co4, sc = { 0 };
@@ -202,7 +192,7 @@ test_success (const char *sock)
 static void
 test_server_error (const char *sock)
 {
-  struct nbd_handle *h = connect_socket (sock);
+  struct nbd_handle *h = tap_connect_unix (sock);
   static unsigned char buf[4096];
   struct counter ch = { 0 }, co = { 0 }, sc = { 0 };
   int64_t cookie;
@@ -231,7 +221,7 @@ test_server_error (const char *sock)
 static void
 test_chunk_error (const char *sock)
 {
-  struct nbd_handle *h = connect_socket (sock);
+  struct nbd_handle *h = tap_connect_unix (sock);
   static unsigned char buf[4096];
   struct counter ch = { .ret = -1 }, co = { 0 };
   int64_t cookie;
@@ -293,7 +283,7 @@ test_refused (const char *sock)
            true);
   nbd_close (h);
 
-  h = connect_socket (sock);
+  h = tap_connect_unix (sock);
   refused (h, "past the end", "nbd_aio_pread_structured", 512, 1024 * 1024,
            0, true, false);
   refused (h, "past the end", "nbd_aio_pread", 8, 1024 * 1024 - 4, 0, false,
@@ -316,7 +306,7 @@ test_refused (const char *sock)
   tap_ok (nbd_get_errno () == ERANGE, "64 MiB + 1: errno is ERANGE");
   nbd_close (h);
 
-  h = connect_socket (sock);
+  h = tap_connect_unix (sock);
 
   /* After shutdown. */
   nbd_shutdown (h, 0);

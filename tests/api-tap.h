@@ -100,6 +100,17 @@ tap_create (void)
   return h;
 }
 
+/* nbd_connect_unix to SOCK on a new handle, or stop the test. */
+static TAP_UNUSED struct nbd_handle *
+tap_connect_unix (const char *sock)
+{
+  struct nbd_handle *h = tap_create ();
+
+  if (nbd_connect_unix (h, sock) == -1)
+    tap_bail ("nbd_connect_unix %s", sock);
+  return h;
+}
+
 /* The symbolic name of an errno value, for messages and transcripts. */
 static TAP_UNUSED const char *
 errno_name (int err)

@@ -55,6 +55,18 @@ diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
 
+# The same tests run against libnbd: the checks encode libnbd's behaviour,
+# so they must pass there too (a failure here is a wrong check).
+API_LIBNBD_TESTS = \
+	api-connect-libnbd.sh \
+	api-read-libnbd.sh \
+	api-read-qemu-libnbd.sh \
+	api-read-nbd-server-libnbd.sh \
+	api-callbacks-libnbd.sh \
+	api-free-libnbd.sh \
+	api-contract-libnbd.sh \
+	$(NULL)
+
 if HAVE_LIBNBD
 check_PROGRAMS += \
 	api-connect-libnbd \
@@ -92,28 +104,9 @@ diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
 
-# The same tests run against libnbd: the checks encode libnbd's behaviour,
-# so they must pass there too (a failure here is a wrong check).
-API_LIBNBD_TESTS = \
-	api-connect-libnbd.sh \
-	api-read-libnbd.sh \
-	api-read-qemu-libnbd.sh \
-	api-read-nbd-server-libnbd.sh \
-	api-callbacks-libnbd.sh \
-	api-free-libnbd.sh \
-	api-contract-libnbd.sh \
-	$(NULL)
 TESTS += $(API_LIBNBD_TESTS)
 endif
-EXTRA_DIST += \
-	api-connect-libnbd.sh \
-	api-read-libnbd.sh \
-	api-read-qemu-libnbd.sh \
-	api-read-nbd-server-libnbd.sh \
-	api-callbacks-libnbd.sh \
-	api-free-libnbd.sh \
-	api-contract-libnbd.sh \
-	$(NULL)
+EXTRA_DIST += $(API_LIBNBD_TESTS)
 
 # One handle shared by threads (blocking reads and nbd_poll loops).
 TESTS += api-threads.sh
