@@ -39,6 +39,7 @@
 #define MiB (1024 * 1024)
 
 static const char *pat_sock, *mem_sock, *big_sock, *dly_sock, *dly_pidfile;
+static const char *max_sock;
 static const char *tcp_port;
 
 /* A handle that is CLOSED: connected, then nbd_shutdown. */
@@ -1264,13 +1265,49 @@ test_misc_rules (void)
   nbd_close (h);
 }
 
+/* A read larger than the server's maximum payload (NBD_INFO_BLOCK_SIZE):
+ * the NBD spec says a client MUST NOT send it.  libnbdc refuses it under
+ * LIBNBD_STRICT_BOUNDS (libnbdc(3), "Requests"); libnbd 1.14 sends it.
+ * Without LIBNBD_STRICT_BOUNDS both send it and the server judges.
+ */
+static void
+test_max_payload (void)
+{
+  struct nbd_handle *h = tap_connect_unix (max_sock);
+  static char buf[2 * 1024 * 1024];
+  int64_t cookie;
+
+  tap_ok (nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM) == 1024 * 1024,
+          "max payload: the server advertises a maximum of 1 MiB");
+  cookie = nbd_aio_pread (h, buf, sizeof buf, 0, NBD_NULL_COMPLETION, 0);
+#ifdef LIBNBDC
+  tap_ok (cookie == -1 && nbd_get_errno () == EINVAL,
+          "max payload: a 2 MiB read is refused locally with EINVAL");
+#else
+  tap_ok (cookie > 0, "max payload: libnbd 1.14 sends a 2 MiB read");
+  if (cookie > 0)
+    wait_for_cookie (h, cookie);
+#endif
+  tap_ok (nbd_set_strict_mode (h, LIBNBD_STRICT_MASK &
+                               ~LIBNBD_STRICT_BOUNDS) == 0,
+          "max payload: LIBNBD_STRICT_BOUNDS cleared");
+  cookie = nbd_aio_pread (h, buf, sizeof buf, 0, NBD_NULL_COMPLETION, 0);
+  tap_ok (cookie > 0, "max payload: without STRICT_BOUNDS the read is sent");
+  if (cookie > 0)
+    wait_for_cookie (h, cookie);
+  cookie = nbd_aio_pread (h, buf, 1024 * 1024, 0, NBD_NULL_COMPLETION, 0);
+  tap_ok (cookie > 0 && wait_for_cookie (h, cookie) == 1,
+          "max payload: a read of the maximum succeeds");
+  nbd_close (h);
+}
+
 int
 main (int argc, char *argv[])
 {
   tap_init ();
-  if (argc != 7) {
+  if (argc != 8) {
     fprintf (stderr, "usage: %s PATSOCK MEMSOCK BIGSOCK DLYSOCK DLYPIDFILE "
-             "TCPPORT|-\n", argv[0]);
+             "TCPPORT|- MAXSOCK\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   pat_sock = argv[1];
@@ -1279,6 +1316,7 @@ main (int argc, char *argv[])
   dly_sock = argv[4];
   dly_pidfile = argv[5];
   tcp_port = argv[6];
+  max_sock = argv[7];
   signal (SIGPIPE, SIG_IGN);
 
   test_free_at_retirement ();
@@ -1296,6 +1334,7 @@ main (int argc, char *argv[])
   test_many_in_flight ();
   test_shutdown_flags ();
   test_misc_rules ();
+  test_max_payload ();
   test_dead_handle ();          /* last: it kills a server */
   return 0;
 }

@@ -170,6 +170,10 @@ mutant uri-scheme-any-case \
   "an upper-case URI scheme is accepted" \
   'strncmp (schemes[i].name, s, len) == 0) {' \
   'strncasecmp (schemes[i].name, s, len) == 0) {'
+mutant max-payload-unchecked \
+  "a read above the server's maximum payload is sent" \
+  'if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&' \
+  'if (0 && payload && h->block_maximum &&'
 mutant unknown-cookie-error \
   "nbd_aio_command_completed of an unknown cookie fails" \
   '  if (cmd && cmd->state == CMD_DONE)
