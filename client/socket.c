@@ -108,6 +108,14 @@ connect_step (struct nbd_handle *h)
     return start_connect_socket (h, h->fd);
   if (error == EINPROGRESS || error == EAGAIN)
     return 0;
+  if (h->addrinfo == NULL) {
+    /* One address (Unix, vsock, nbd_aio_connect): as libnbd, a connect
+     * that fails leaves the handle dead; only TCP tries the next address
+     * and, with none left, leaves it newly created.
+     */
+    set_dead (h, error, "connect: %s", strerror (error));
+    return -1;
+  }
   close (h->fd);
   h->fd = -1;
   return connect_next_address (h, error);

@@ -174,6 +174,16 @@ mutant max-payload-unchecked \
   "a read above the server's maximum payload is sent" \
   'if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&' \
   'if (0 && payload && h->block_maximum &&'
+mutant vsock-default-cid \
+  "nbd+vsock:/// uses another CID than 2" \
+  'u->cid = 2;' \
+  'u->cid = 1;'
+mutant async-unix-connect-created \
+  "a failed non-blocking Unix/vsock connect leaves the handle created" \
+  'if (h->addrinfo == NULL) {
+    /* One address' \
+  'if (0) {
+    /* One address'
 mutant unknown-cookie-error \
   "nbd_aio_command_completed of an unknown cookie fails" \
   '  if (cmd && cmd->state == CMD_DONE)
