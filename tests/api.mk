@@ -16,6 +16,7 @@ API_TESTS = \
 	api-callbacks.sh \
 	api-free.sh \
 	api-contract.sh \
+	api-settings.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -28,6 +29,7 @@ check_PROGRAMS += \
 	api-callbacks-nbdc \
 	api-free-nbdc \
 	api-contract-nbdc \
+	api-settings-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -51,6 +53,10 @@ api_contract_nbdc_SOURCES = api-contract.c api-tap.h
 api_contract_nbdc_LDFLAGS = -no-install
 api_contract_nbdc_LDADD = $(NBDC_LIBS)
 
+api_settings_nbdc_SOURCES = api-settings.c api-tap.h
+api_settings_nbdc_LDFLAGS = -no-install
+api_settings_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -62,6 +68,7 @@ check_PROGRAMS += \
 	api-callbacks-libnbd \
 	api-free-libnbd \
 	api-contract-libnbd \
+	api-settings-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -88,6 +95,10 @@ api_contract_libnbd_SOURCES = api-contract.c api-tap.h
 api_contract_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_contract_libnbd_LDADD = $(LIBNBD_LIBS)
 
+api_settings_libnbd_SOURCES = api-settings.c api-tap.h
+api_settings_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_settings_libnbd_LDADD = $(LIBNBD_LIBS)
+
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
@@ -102,6 +113,7 @@ API_LIBNBD_TESTS = \
 	api-callbacks-libnbd.sh \
 	api-free-libnbd.sh \
 	api-contract-libnbd.sh \
+	api-settings-libnbd.sh \
 	$(NULL)
 TESTS += $(API_LIBNBD_TESTS)
 endif
@@ -113,6 +125,7 @@ EXTRA_DIST += \
 	api-callbacks-libnbd.sh \
 	api-free-libnbd.sh \
 	api-contract-libnbd.sh \
+	api-settings-libnbd.sh \
 	$(NULL)
 
 # One handle shared by threads (blocking reads and nbd_poll loops).
