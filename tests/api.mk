@@ -17,6 +17,7 @@ API_TESTS = \
 	api-free.sh \
 	api-contract.sh \
 	api-settings.sh \
+	api-uri.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -30,6 +31,7 @@ check_PROGRAMS += \
 	api-free-nbdc \
 	api-contract-nbdc \
 	api-settings-nbdc \
+	api-uri-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -57,6 +59,10 @@ api_settings_nbdc_SOURCES = api-settings.c api-tap.h
 api_settings_nbdc_LDFLAGS = -no-install
 api_settings_nbdc_LDADD = $(NBDC_LIBS)
 
+api_uri_nbdc_SOURCES = api-uri.c api-tap.h
+api_uri_nbdc_LDFLAGS = -no-install
+api_uri_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -69,6 +75,7 @@ check_PROGRAMS += \
 	api-free-libnbd \
 	api-contract-libnbd \
 	api-settings-libnbd \
+	api-uri-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -99,6 +106,10 @@ api_settings_libnbd_SOURCES = api-settings.c api-tap.h
 api_settings_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_settings_libnbd_LDADD = $(LIBNBD_LIBS)
 
+api_uri_libnbd_SOURCES = api-uri.c api-tap.h
+api_uri_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_uri_libnbd_LDADD = $(LIBNBD_LIBS)
+
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 diff_transcript_libnbd_LDADD = $(LIBNBD_LIBS)
@@ -114,6 +125,7 @@ API_LIBNBD_TESTS = \
 	api-free-libnbd.sh \
 	api-contract-libnbd.sh \
 	api-settings-libnbd.sh \
+	api-uri-libnbd.sh \
 	$(NULL)
 TESTS += $(API_LIBNBD_TESTS)
 endif
@@ -126,6 +138,7 @@ EXTRA_DIST += \
 	api-free-libnbd.sh \
 	api-contract-libnbd.sh \
 	api-settings-libnbd.sh \
+	api-uri-libnbd.sh \
 	$(NULL)
 
 # One handle shared by threads (blocking reads and nbd_poll loops).
