@@ -228,6 +228,35 @@ test_unix_uris (void)
   free (uri);
   free (long_name);
 
+  /* nbd+unix ignores a host (libnbd). */
+  uri = format ("nbd+unix://somehost/?socket=%s", sock);
+  if ((h = uri_connects (uri, "nbd+unix with a host")) != NULL)
+    nbd_close (h);
+  free (uri);
+
+  /* nbd+vsock: the CID and port are numbers. */
+  uri_fails ("nbd+vsock://abc/", EINVAL, "nbd+vsock with a bad CID");
+  uri_fails ("nbd+vsock://1:abc/", EINVAL, "nbd+vsock with a bad port");
+  /* Nothing listens at CID 1 port 12345 (or there is no vsock): libnbd
+   * leaves the handle DEAD after a failed connect(2), as for Unix sockets.
+   */
+  h = tap_create ();
+  tap_ok (nbd_connect_uri (h, "nbd+vsock://1:12345/") == -1,
+          "nbd+vsock://1:12345/ with nothing listening fails");
+  tap_ok (nbd_aio_is_dead (h) == 1,
+          "a failed vsock connect leaves the handle DEAD%s", KNOWN_MISMATCH);
+  known_mismatch_done ();
+  nbd_close (h);
+
+  /* An empty port after ':' is a parse error in libnbd. */
+  h = tap_create ();
+  tap_ok (nbd_connect_uri (h, "nbd://127.0.0.1:/") == -1 &&
+          nbd_get_errno () == EINVAL,
+          "nbd://127.0.0.1:/ (empty port) fails with EINVAL%s",
+          KNOWN_MISMATCH);
+  known_mismatch_done ();
+  nbd_close (h);
+
   uri_fails ("not a uri", EINVAL, "no scheme");
   uri_fails ("http://localhost/", EINVAL, "an unknown scheme");
   uri_fails ("NBD://localhost/", EINVAL, "an upper case scheme");
