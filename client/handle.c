@@ -473,17 +473,16 @@ nbd_kill_subprocess (struct nbd_handle *h, int signum)
     set_error (EINVAL, "signum: invalid signal number %d", signum);
     return -1;
   }
+  /* Only the signal, as in libnbd: the subprocess may wait for the
+   * connection to close before it exits, so nbd_close reaps it.
+   */
   lock_handle (h);
   if (h->pid <= 0)
     set_error (ESRCH, "no subprocess exists");
   else if (kill (h->pid, signum ? signum : SIGTERM) == -1)
     set_error (errno, "kill");
-  else if (waitpid (h->pid, NULL, 0) == -1)
-    set_error (errno, "waitpid");
-  else {
-    h->pid = 0;
+  else
     r = 0;
-  }
   unlock_handle (h);
   return r;
 }

@@ -137,6 +137,10 @@ parse_authority (struct nbd_uri *u, const char *s, size_t len)
     hlen = colon ? (size_t) (colon - s) : len;
     u->host = decode (s, hlen);
   }
+  if (colon && colon + 1 == s + len) {
+    set_error (EINVAL, "URI: empty port after ':'");   /* as libnbd */
+    return -1;
+  }
   if (colon)
     u->port_name = strndup (colon + 1, s + len - colon - 1);
   if (u->host == NULL || (colon && u->port_name == NULL)) {
@@ -195,15 +199,11 @@ parse_uri (struct nbd_handle *h, struct nbd_uri *u, const char *s)
   if (parse_scheme (u, s, sep - s) == -1)
     return -1;
   auth = sep + 3;
-  alen = strcspn (auth, "/?#");
+  alen = strcspn (auth, "/?");
   if (parse_authority (u, auth, alen) == -1)
     return -1;
   path = auth + alen;
   query = strchr (path, '?');
-  if (strchr (path, '#')) {
-    set_error (EINVAL, "URI: fragments (#) are not allowed");
-    return -1;
-  }
   /* The export name is the path without its leading '/'. */
   size_t plen = query ? (size_t) (query - path) : strlen (path);
   if (plen && path[0] == '/') {
@@ -247,10 +247,6 @@ uri_complete (struct nbd_uri *u)
       free (u->host);
       u->host = strdup ("localhost");
     }
-    if (u->port_name && *u->port_name == '\0') {
-      free (u->port_name);
-      u->port_name = NULL;      /* the default port */
-    }
     u->port = 10809;
     if (u->host == NULL) {
       set_error (ENOMEM, "strdup");
@@ -269,7 +265,7 @@ uri_complete (struct nbd_uri *u)
       }
       u->cid = v;
     }
-    if (u->port_name && *u->port_name) {
+    if (u->port_name) {
       v = strtoul (u->port_name, &end, 10);
       if (errno || *end || v > UINT32_MAX) {
         set_error (EINVAL, "nbd+vsock URI: bad port \"%s\"", u->port_name);
@@ -286,7 +282,15 @@ uri_complete (struct nbd_uri *u)
 int
 uri_parse (struct nbd_handle *h, struct nbd_uri *u, const char *str)
 {
-  if (parse_uri (h, u, str) == -1)
+  /* A fragment means nothing to NBD: it is ignored, as libnbd does. */
+  char *copy = strndup (str, strcspn (str, "#"));
+  int r;
+
+  if (copy == NULL) {
+    set_error (errno, "strndup: %s", strerror (errno));
     return -1;
-  return uri_complete (u);
+  }
+  r = parse_uri (h, u, copy) == -1 ? -1 : uri_complete (u);
+  free (copy);
+  return r;
 }

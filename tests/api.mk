@@ -16,6 +16,8 @@ API_TESTS = \
 	api-callbacks.sh \
 	api-free.sh \
 	api-contract.sh \
+	api-settings.sh \
+	api-uri.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -28,6 +30,8 @@ check_PROGRAMS += \
 	api-callbacks-nbdc \
 	api-free-nbdc \
 	api-contract-nbdc \
+	api-settings-nbdc \
+	api-uri-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -51,6 +55,14 @@ api_contract_nbdc_SOURCES = api-contract.c api-tap.h
 api_contract_nbdc_LDFLAGS = -no-install
 api_contract_nbdc_LDADD = $(NBDC_LIBS)
 
+api_settings_nbdc_SOURCES = api-settings.c api-tap.h
+api_settings_nbdc_LDFLAGS = -no-install
+api_settings_nbdc_LDADD = $(NBDC_LIBS)
+
+api_uri_nbdc_SOURCES = api-uri.c api-tap.h
+api_uri_nbdc_LDFLAGS = -no-install
+api_uri_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -65,6 +77,8 @@ API_LIBNBD_TESTS = \
 	api-callbacks-libnbd.sh \
 	api-free-libnbd.sh \
 	api-contract-libnbd.sh \
+	api-settings-libnbd.sh \
+	api-uri-libnbd.sh \
 	$(NULL)
 
 if HAVE_LIBNBD
@@ -74,6 +88,8 @@ check_PROGRAMS += \
 	api-callbacks-libnbd \
 	api-free-libnbd \
 	api-contract-libnbd \
+	api-settings-libnbd \
+	api-uri-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -99,6 +115,14 @@ api_free_libnbd_LDADD = $(LIBNBD_LIBS)
 api_contract_libnbd_SOURCES = api-contract.c api-tap.h
 api_contract_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_contract_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_settings_libnbd_SOURCES = api-settings.c api-tap.h
+api_settings_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_settings_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_uri_libnbd_SOURCES = api-uri.c api-tap.h
+api_uri_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_uri_libnbd_LDADD = $(LIBNBD_LIBS)
 
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
