@@ -14,9 +14,13 @@
  * nbdkit --filter=delay holds for 10 s; the main thread kills the server
  * (kill -9).  Thread A must return with an error within a few seconds.
  *
- * Usage: api-threads SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 DLYPID2]
+ * And while thread A leads (waits on the socket for its read, which a
+ * server delays by 2 s), a follower's nbd_poll keeps its own timeout, and
+ * a send that fails in another thread kills the handle and wakes A.
+ *
+ * Usage: api-threads SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 DLYPID2 DLYSOCK3]
  * (nbdkit pattern; two nbdkit --filter=delay pattern 1M delay-read=10,
- * each killed by this test).
+ * each killed by this test; one with delay-read=2).
  */
 
 #include <config.h>
@@ -31,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 
 #include <libnbd.h>
 
@@ -191,6 +196,93 @@ test_dying_handle (const char *sock, const char *pidfile, bool use_poll)
   nbd_close (w.h);
 }
 
+/* Bounds of time are multiplied by $NBDC_SLOWDOWN (10 under valgrind). */
+static double
+slowdown (void)
+{
+  const char *s = getenv ("NBDC_SLOWDOWN");
+
+  return s && atoi (s) > 0 ? atoi (s) : 1;
+}
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Thread A reads through a server that holds every read for 2 s. */
+static struct waiter *
+start_leader (const char *sock, pthread_t *thread)
+{
+  static struct waiter w;
+
+  w = (struct waiter) { .use_poll = false };
+  w.h = nbd_create ();
+  if (w.h == NULL || nbd_connect_unix (w.h, sock) == -1) {
+    printf ("not ok - connect %s: %s\n", sock, nbd_get_error ());
+    return NULL;
+  }
+  pthread_create (thread, NULL, wait_on_dying, &w);
+  usleep (300000);              /* A now leads: it waits on the socket */
+  return &w;
+}
+
+/* nbd_poll(3): a timeout bounds the wait.  A thread that is not the one
+ * waiting on the socket waits for that thread, and still only as long as
+ * its timeout says.
+ */
+static void
+test_follower_timeout (const char *sock)
+{
+  pthread_t thread;
+  struct waiter *w = start_leader (sock, &thread);
+  double start;
+  int r;
+
+  if (w == NULL)
+    return;
+  start = now ();
+  r = nbd_poll (w->h, 100);
+  printf ("%s - nbd_poll (h, 100) while another thread waits on the "
+          "socket returns 0 within 1 s\n",
+          r == 0 && now () - start < slowdown () ? "ok" : "not ok");
+  printf ("# returned %d after %.3f s\n", r, now () - start);
+  pthread_join (thread, NULL);
+  printf ("%s - and the other thread's read succeeds\n",
+          w->result == 0 ? "ok" : "not ok");
+  nbd_close (w->h);
+}
+
+/* A send that fails in one thread kills the handle; the thread waiting on
+ * the socket wakes up at once and fails its read with the rest.  (The
+ * socket's write side is shut down to make the send fail.)
+ */
+static void
+test_send_fails_while_polling (const char *sock)
+{
+  pthread_t thread;
+  struct waiter *w = start_leader (sock, &thread);
+  static char buf[512];
+  double start;
+
+  if (w == NULL)
+    return;
+  start = now ();
+  shutdown (nbd_aio_get_fd (w->h), SHUT_WR);
+  nbd_aio_pread (w->h, buf, sizeof buf, 0, NBD_NULL_COMPLETION, 0);
+  pthread_join (thread, NULL);
+  printf ("%s - a failed send in another thread wakes the waiting thread "
+          "within 1 s\n", now () - start < slowdown () ? "ok" : "not ok");
+  printf ("%s - its read fails and the handle is dead\n",
+          w->result == -1 && nbd_aio_is_dead (w->h) ? "ok" : "not ok");
+  printf ("# result %d, error: %s\n", w->result, w->error);
+  nbd_close (w->h);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -199,9 +291,9 @@ main (int argc, char *argv[])
   unsigned bad = 0, failures = 0;
 
   setvbuf (stdout, NULL, _IOLBF, 0);
-  if (argc != 2 && argc != 6) {
+  if (argc != 2 && argc != 7) {
     fprintf (stderr, "usage: %s SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 "
-             "DLYPID2]\n", argv[0]);
+             "DLYPID2 DLYSOCK3]\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   for (int round = 0; round < ROUNDS; round++) {
@@ -229,9 +321,11 @@ main (int argc, char *argv[])
           "finished, none failed\n", failures ? "not ok" : "ok", ROUNDS,
           THREADS, READS_PER_THREAD);
   printf ("%s - every read returned the pattern\n", bad ? "not ok" : "ok");
-  if (argc == 6) {
+  if (argc == 7) {
     test_dying_handle (argv[2], argv[3], false);
     test_dying_handle (argv[4], argv[5], true);
+    test_follower_timeout (argv[6]);
+    test_send_fails_while_polling (argv[6]);
   }
   return 0;
 }

@@ -1004,6 +1004,27 @@ error_eio (const struct request *req)
   flush_out ();
 }
 
+/* The other error values of the spec ("Error values"), and one it does
+ * not define, which a client treats as EINVAL.
+ */
+#define ERROR_VALUE_FAULT(fn, value)                                    \
+  static void                                                           \
+  fn (const struct request *req)                                        \
+  {                                                                     \
+    error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie, \
+                 value, "bad-server: error " #value);                   \
+    flush_out ();                                                       \
+  }
+
+ERROR_VALUE_FAULT (error_eperm, 1)
+ERROR_VALUE_FAULT (error_enomem, 12)
+ERROR_VALUE_FAULT (error_einval, 22)
+ERROR_VALUE_FAULT (error_enospc, 28)
+ERROR_VALUE_FAULT (error_eoverflow, 75)
+ERROR_VALUE_FAULT (error_enotsup, 95)
+ERROR_VALUE_FAULT (error_eshutdown, 108)
+ERROR_VALUE_FAULT (error_undefined, 99)
+
 static void
 error_long_message (const struct request *req)
 {
@@ -1256,6 +1277,22 @@ static const struct scenario scenarios[] = {
   { "error-eio",
     "a well-formed EIO error chunk",
     0, HS_NONE, error_eio },
+  { "error-eperm", "an error chunk with error 1 (EPERM)",
+    0, HS_NONE, error_eperm },
+  { "error-enomem", "an error chunk with error 12 (ENOMEM)",
+    0, HS_NONE, error_enomem },
+  { "error-einval", "an error chunk with error 22 (EINVAL)",
+    0, HS_NONE, error_einval },
+  { "error-enospc", "an error chunk with error 28 (ENOSPC)",
+    0, HS_NONE, error_enospc },
+  { "error-eoverflow", "an error chunk with error 75 (EOVERFLOW)",
+    0, HS_NONE, error_eoverflow },
+  { "error-enotsup", "an error chunk with error 95 (ENOTSUP)",
+    0, HS_NONE, error_enotsup },
+  { "error-eshutdown", "an error chunk with error 108 (ESHUTDOWN)",
+    0, HS_NONE, error_eshutdown },
+  { "error-undefined", "an error chunk with error 99, which the spec "
+    "does not define", 0, HS_NONE, error_undefined },
   { "error-long-message",
     "error chunk with a 5000-byte message",
     0, HS_NONE, error_long_message },
