@@ -58,9 +58,11 @@ mutant error-message-4100 \
   'if (msglen > NBD_MAX_STRING) {' \
   'if (msglen > NBD_MAX_STRING + 4) {'
 mutant error-value-zero \
-  "an error chunk with error value 0 is accepted" \
+  "an error chunk with error value 0 is ignored as if it were no error" \
   'if (error == 0) {' \
-  'if (0) {'
+  'if (error == 0)
+    return 0;
+  if (0) {'
 mutant simple-error-read-sr \
   "a simple error reply to a read after structured replies is accepted" \
   'if (cmd->type == NBD_CMD_READ && h->sr_negotiated) {' \
