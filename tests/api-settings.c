@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <libnbd.h>
 
@@ -490,6 +493,13 @@ test_states (void)
   tap_ok (nbd_aio_is_connecting (h) == 1 && nbd_aio_is_created (h) == 0 &&
           nbd_aio_is_ready (h) == 0,
           "nbd_aio_is_connecting(3) after nbd_aio_connect_unix");
+  /* Commands and what the handshake learns need a connected handle: in
+   * the middle of the handshake they fail with EINVAL (libnbd(3)).
+   */
+  check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
+               "nbd_pread(3) during the handshake");
+  check_fails (nbd_get_size (h), "nbd_get_size", EINVAL,
+               "nbd_get_size(3) during the handshake");
   tap_ok (nbd_aio_get_fd (h) >= 0,
           "nbd_aio_get_fd(3): a descriptor while connecting");
   tap_ok (nbd_aio_get_direction (h) != 0,
@@ -529,6 +539,49 @@ test_states (void)
   check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
                "nbd_poll(3) on a closed handle");
   nbd_close (h);
+}
+
+/* A TCP connect that is still in progress: the server's listen backlog
+ * is full, so the kernel leaves the SYN unanswered.  The handle waits to
+ * write, and a command fails with EINVAL.  Skipped if the connect does
+ * not stay in progress.
+ */
+static void
+test_connect_in_progress (void)
+{
+  struct sockaddr_in addr = { .sin_family = AF_INET };
+  socklen_t len = sizeof addr;
+  struct nbd_handle *h;
+  int lfd, fill[4];
+  char port[16], buf[512];
+
+  addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+  lfd = socket (AF_INET, SOCK_STREAM, 0);
+  if (lfd == -1 || bind (lfd, (struct sockaddr *) &addr, sizeof addr) == -1 ||
+      listen (lfd, 0) == -1 ||
+      getsockname (lfd, (struct sockaddr *) &addr, &len) == -1)
+    tap_bail ("a listening socket");
+  for (int i = 0; i < 4; i++) {
+    fill[i] = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect (fill[i], (struct sockaddr *) &addr, sizeof addr);
+  }
+  usleep (100000);              /* the kernel has queued or dropped them */
+  snprintf (port, sizeof port, "%d", ntohs (addr.sin_port));
+  h = tap_create ();
+  if (nbd_aio_connect_tcp (h, "127.0.0.1", port) == -1 ||
+      nbd_aio_get_direction (h) != LIBNBD_AIO_DIRECTION_WRITE)
+    tap_skip ("the connect did not stay in progress",
+              "commands while a TCP connect is in progress");
+  else {
+    tap_ok (nbd_aio_is_connecting (h) == 1,
+            "nbd_aio_is_connecting(3) while connect(2) is in progress");
+    check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
+                 "nbd_pread(3) while connect(2) is in progress");
+  }
+  nbd_close (h);
+  for (int i = 0; i < 4; i++)
+    close (fill[i]);
+  close (lfd);
 }
 
 /* ---- nbd_connect_command(3), nbd_kill_subprocess(3). ---- */
@@ -589,6 +642,7 @@ main (int argc, char *argv[])
   test_meta_contexts ();
   test_flags ();
   test_states ();
+  test_connect_in_progress ();
   test_subprocess ();
   exit (tap_failures ? EXIT_FAILURE : EXIT_SUCCESS);
 }
