@@ -27,16 +27,6 @@
 
 #define MiB (1024 * 1024)
 
-static void
-check_string (char *got, const char *expected, const char *what)
-{
-  if (!tap_ok (got != NULL && strcmp (got, expected) == 0,
-               "%s is \"%s\"", what, expected))
-    tap_diag ("got %s%s%s", got ? "\"" : "", got ? got : "NULL",
-              got ? "\"" : "");
-  free (got);
-}
-
 /* nbd_aio_is_*(3): exactly the named predicate holds. */
 static void
 check_state (struct nbd_handle *h, const char *expected, const char *when)
@@ -121,7 +111,7 @@ test_unix_full_info (const char *sock)
   tap_ok (nbd_is_rotational (h) == 0, "nbd_is_rotational(3) false");
   tap_ok (nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0,
           "nbd_can_meta_context(3) false for a context not requested");
-  check_string (nbd_get_protocol (h) ? strdup (nbd_get_protocol (h)) : NULL,
+  tap_check_string (nbd_get_protocol (h) ? strdup (nbd_get_protocol (h)) : NULL,
                 "newstyle-fixed", "nbd_get_protocol(3)");
   tap_ok (nbd_get_structured_replies_negotiated (h) == 1,
           "nbd_get_structured_replies_negotiated(3) true with nbdkit");
@@ -131,14 +121,14 @@ test_unix_full_info (const char *sock)
           "nbd_get_block_size(3) preferred 4096");
   tap_ok (nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM) == MiB,
           "nbd_get_block_size(3) maximum 1 MiB");
-  check_string (nbd_get_canonical_export_name (h), "mydisk",
+  tap_check_string (nbd_get_canonical_export_name (h), "mydisk",
                 "nbd_get_canonical_export_name(3) with full info");
-  check_string (nbd_get_export_description (h), "A test disk",
+  tap_check_string (nbd_get_export_description (h), "A test disk",
                 "nbd_get_export_description(3) with full info");
-  check_string (nbd_get_export_name (h), "",
+  tap_check_string (nbd_get_export_name (h), "",
                 "nbd_get_export_name(3) (what was asked)");
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", sock);
-  check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_unix");
+  tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_unix");
 
   /* nbd_connect_unix(3) HANDLE STATE: must be newly created. */
   tap_ok (nbd_connect_unix (h, sock) == -1,
@@ -186,7 +176,7 @@ test_uri (const char *memsock, const char *patsock)
     tap_ok (nbd_can_zero (h) == 0, "nbd_can_zero(3) false (pattern)");
     tap_ok (nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM) == 0,
             "nbd_get_block_size(3) 0 when the server sent none");
-    check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_uri");
+    tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_uri");
     nbd_shutdown (h, 0);
   }
   else
@@ -201,11 +191,11 @@ test_uri (const char *memsock, const char *patsock)
   snprintf (uri, sizeof uri, "nbd+unix:///foo%%20bar?socket=%s", memsock);
   if (tap_ok (nbd_connect_uri (h, uri) == 0,
               "nbd_connect_uri(3) with export name \"foo bar\"")) {
-    check_string (nbd_get_export_name (h), "foo bar",
+    tap_check_string (nbd_get_export_name (h), "foo bar",
                   "nbd_get_export_name(3) from the URI");
-    check_string (nbd_get_canonical_export_name (h), "foo bar",
+    tap_check_string (nbd_get_canonical_export_name (h), "foo bar",
                   "nbd_get_canonical_export_name(3) for a named export");
-    check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) round trip");
+    tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) round trip");
     nbd_shutdown (h, 0);
   }
   else
@@ -324,7 +314,7 @@ test_tcp (const char *port)
               "nbd_connect_tcp(3) 127.0.0.1 port %s", port)) {
     check_state (h, "ready", "after nbd_connect_tcp");
     tap_ok (nbd_get_size (h) == MiB, "nbd_get_size(3) over TCP");
-    check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_tcp");
+    tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after connect_tcp");
     tap_ok (nbd_shutdown (h, 0) == 0, "nbd_shutdown(3) over TCP");
   }
   else
@@ -365,7 +355,7 @@ test_command (void)
   }
   check_state (h, "ready", "after nbd_connect_command");
   tap_ok (nbd_get_size (h) == MiB, "nbd_get_size(3) over a socketpair");
-  check_string (nbd_get_protocol (h) ? strdup (nbd_get_protocol (h)) : NULL,
+  tap_check_string (nbd_get_protocol (h) ? strdup (nbd_get_protocol (h)) : NULL,
                 "newstyle-fixed", "nbd_get_protocol(3) (command)");
   tap_ok (nbd_pread (h, buf, sizeof buf, 8192, 0) == 0 &&
           pattern_mismatch (buf, sizeof buf, 8192) == -1,

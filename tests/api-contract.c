@@ -53,26 +53,6 @@ closed_handle (void)
   return h;
 }
 
-/* CALL returns -1 with errno ERR and an error message naming CALL. */
-static void
-check_fails (long long r, const char *call, int err, const char *what)
-{
-  if (!tap_ok (r == -1, "%s: %s returns -1", what, call))
-    tap_diag ("got %lld", r);
-  tap_error_is (call, err, what);
-}
-
-static void
-check_string (char *got, const char *expected, const char *what)
-{
-  if (!tap_ok (got != NULL && strcmp (got, expected) == 0,
-               "%s is \"%s\"", what, expected))
-    tap_diag ("got %s%s%s (error: %s)", got ? "\"" : "",
-              got ? got : "NULL", got ? "\"" : "",
-              got ? "-" : nbd_get_error ());
-  free (got);
-}
-
 static bool
 all_bytes (const unsigned char *buf, size_t count, unsigned char value)
 {
@@ -249,7 +229,7 @@ pread_case (struct nbd_handle *h, unsigned char *buf, size_t count,
 
   memset (buf, 0xaa, count);
   r = nbd_pread (h, buf, count, offset, flags);
-  check_fails (r, "nbd_pread", err, what);
+  tap_check_fails (r, "nbd_pread", err, what);
   if (zeroed)
     tap_ok (all_bytes (buf, count, 0),
             "nbd_set_pread_initialize(3): %s: buffer all zero", what);
@@ -289,7 +269,7 @@ test_pread_initialize (void)
     snprintf (what, sizeof what, "%s: offset past the end (EINVAL)", mode);
     pread_case (h, buf, sizeof buf, 1 * MiB, 0, EINVAL, init, what);
     snprintf (what, sizeof what, "%s: count 0 (EINVAL)", mode);
-    check_fails (nbd_pread (h, buf, 0, 0, 0), "nbd_pread", EINVAL, what);
+    tap_check_fails (nbd_pread (h, buf, 0, 0, 0), "nbd_pread", EINVAL, what);
     nbd_shutdown (h, 0);
     snprintf (what, sizeof what, "%s: closed handle (EINVAL)", mode);
     pread_case (h, buf, sizeof buf, 0, 0, EINVAL, init, what);
@@ -327,9 +307,9 @@ test_aio_disconnect (void)
   if (!tap_ok (r == 1, "nbd_aio_in_flight(3) counts the queued "
                "NBD_CMD_DISC: 1 right after nbd_aio_disconnect"))
     tap_diag ("got %d", r);
-  check_fails (nbd_aio_disconnect (h, 0), "nbd_aio_disconnect", EINVAL,
+  tap_check_fails (nbd_aio_disconnect (h, 0), "nbd_aio_disconnect", EINVAL,
                "nbd_aio_disconnect(3) twice");
-  check_fails (nbd_aio_pread (h, buf[0], 512, 0, NBD_NULL_COMPLETION, 0),
+  tap_check_fails (nbd_aio_pread (h, buf[0], 512, 0, NBD_NULL_COMPLETION, 0),
                "nbd_aio_pread", EINVAL,
                "nbd_aio_disconnect(3): a command after NBD_CMD_DISC");
   r = nbd_shutdown (h, 0);
@@ -363,9 +343,9 @@ test_aio_disconnect (void)
   nbd_close (h);
 
   h = tap_connect_unix (pat_sock);
-  check_fails (nbd_aio_disconnect (h, 1), "nbd_aio_disconnect", EINVAL,
+  tap_check_fails (nbd_aio_disconnect (h, 1), "nbd_aio_disconnect", EINVAL,
                "nbd_aio_disconnect(3) flag 0x1");
-  check_fails (nbd_aio_disconnect (h, LIBNBD_SHUTDOWN_ABANDON_PENDING),
+  tap_check_fails (nbd_aio_disconnect (h, LIBNBD_SHUTDOWN_ABANDON_PENDING),
                "nbd_aio_disconnect", EINVAL,
                "nbd_aio_disconnect(3) LIBNBD_SHUTDOWN_ABANDON_PENDING "
                "(nbd_shutdown's flag only)");
@@ -406,7 +386,7 @@ test_can_flags (void)
                  "%s(3) without structured replies (nbdkit memory): %d",
                  f[i].name, f[i].want))
       tap_diag ("got %d", f[i].got);
-  check_fails (nbd_pread (h, buf, 512, 0, LIBNBD_CMD_FLAG_DF), "nbd_pread",
+  tap_check_fails (nbd_pread (h, buf, 512, 0, LIBNBD_CMD_FLAG_DF), "nbd_pread",
                EINVAL, "nbd_pread(3) DF without structured replies");
   nbd_close (h);
 
@@ -426,7 +406,7 @@ test_getaddrinfo (void)
   struct nbd_handle *h = tap_create ();
   int r;
 
-  check_fails (nbd_connect_tcp (h, "no-such-host.invalid", "10809"),
+  tap_check_fails (nbd_connect_tcp (h, "no-such-host.invalid", "10809"),
                "nbd_connect_tcp", 0,
                "nbd_connect_tcp(3) to an unresolvable name (errno 0: a "
                "getaddrinfo error)");
@@ -440,7 +420,7 @@ test_getaddrinfo (void)
   nbd_close (h);
 
   h = tap_create ();
-  check_fails (nbd_aio_connect_tcp (h, "no-such-host.invalid", "10809"),
+  tap_check_fails (nbd_aio_connect_tcp (h, "no-such-host.invalid", "10809"),
                "nbd_aio_connect_tcp", 0,
                "nbd_aio_connect_tcp(3) to an unresolvable name");
   tap_ok (nbd_aio_is_created (h) == 1,
@@ -493,19 +473,19 @@ test_dead_handle (void)
                "or closed"))
     tap_diag ("state: %s", nbd_connection_state (busy));
   tap_ok (nbd_aio_in_flight (busy) == 0, "dead: nbd_aio_in_flight(3) 0");
-  check_fails (nbd_aio_pread (busy, buf, 512, 0, NBD_NULL_COMPLETION, 0),
+  tap_check_fails (nbd_aio_pread (busy, buf, 512, 0, NBD_NULL_COMPLETION, 0),
                "nbd_aio_pread", EINVAL, "server gone: a new command");
-  check_fails (nbd_pread (busy, buf, 512, 0, 0), "nbd_pread", EINVAL,
+  tap_check_fails (nbd_pread (busy, buf, 512, 0, 0), "nbd_pread", EINVAL,
                "server gone: nbd_pread");
-  check_fails (nbd_shutdown (busy, 0), "nbd_shutdown", EINVAL,
+  tap_check_fails (nbd_shutdown (busy, 0), "nbd_shutdown", EINVAL,
                "server gone: nbd_shutdown");
-  check_fails (nbd_poll (busy, 0), "nbd_poll", EINVAL,
+  tap_check_fails (nbd_poll (busy, 0), "nbd_poll", EINVAL,
                "server gone: nbd_poll (nothing to poll for)");
-  check_fails (nbd_aio_notify_read (busy), "nbd_aio_notify_read", EINVAL,
+  tap_check_fails (nbd_aio_notify_read (busy), "nbd_aio_notify_read", EINVAL,
                "server gone: nbd_aio_notify_read");
-  check_fails (nbd_aio_notify_write (busy), "nbd_aio_notify_write", EINVAL,
+  tap_check_fails (nbd_aio_notify_write (busy), "nbd_aio_notify_write", EINVAL,
                "server gone: nbd_aio_notify_write");
-  check_fails (nbd_aio_command_completed (busy, 0),
+  tap_check_fails (nbd_aio_command_completed (busy, 0),
                "nbd_aio_command_completed", EINVAL,
                "server gone: nbd_aio_command_completed cookie 0");
   tap_ok (nbd_aio_command_completed (busy, cookie) == 0,
@@ -513,7 +493,7 @@ test_dead_handle (void)
   snprintf (expected_uri, sizeof expected_uri, "nbd+unix:///?socket=%s",
             dly_sock);
   uri = nbd_get_uri (busy);
-  check_string (uri, expected_uri, "nbd_get_uri(3) on the dead handle");
+  tap_check_string (uri, expected_uri, "nbd_get_uri(3) on the dead handle");
 
   /* EOF between replies: the idle handle reads it and is closed. */
   r = nbd_poll (idle, 5000);
@@ -523,9 +503,9 @@ test_dead_handle (void)
   if (!tap_ok (nbd_aio_is_closed (idle) == 1,
                "EOF between replies: the handle is closed, not dead"))
     tap_diag ("state: %s", nbd_connection_state (idle));
-  check_fails (nbd_aio_pread (idle, buf, 512, 0, NBD_NULL_COMPLETION, 0),
+  tap_check_fails (nbd_aio_pread (idle, buf, 512, 0, NBD_NULL_COMPLETION, 0),
                "nbd_aio_pread", EINVAL, "closed by EOF: a new command");
-  check_fails (nbd_poll (idle, 0), "nbd_poll", EINVAL,
+  tap_check_fails (nbd_poll (idle, 0), "nbd_poll", EINVAL,
                "closed by EOF: nbd_poll");
   nbd_close (idle);
   nbd_close (busy);
@@ -536,27 +516,27 @@ test_cookies (void)
 {
   struct nbd_handle *h = tap_create ();
 
-  check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
+  tap_check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
                EINVAL, "nbd_aio_command_completed(3) cookie 0, created");
   tap_ok (nbd_aio_command_completed (h, 5) == 0,
           "nbd_aio_command_completed(3) unknown cookie, created: 0");
-  check_fails (nbd_aio_peek_command_completed (h),
+  tap_check_fails (nbd_aio_peek_command_completed (h),
                "nbd_aio_peek_command_completed", EINVAL,
                "nbd_aio_peek_command_completed(3) with nothing in flight, "
                "created");
   nbd_close (h);
 
   h = tap_connect_unix (pat_sock);
-  check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
+  tap_check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
                EINVAL, "nbd_aio_command_completed(3) cookie 0, ready");
   tap_ok (nbd_aio_command_completed (h, 12345) == 0,
           "nbd_aio_command_completed(3) unknown cookie, ready: 0");
-  check_fails (nbd_aio_peek_command_completed (h),
+  tap_check_fails (nbd_aio_peek_command_completed (h),
                "nbd_aio_peek_command_completed", EINVAL,
                "nbd_aio_peek_command_completed(3) with nothing in flight, "
                "ready");
   nbd_shutdown (h, 0);
-  check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
+  tap_check_fails (nbd_aio_command_completed (h, 0), "nbd_aio_command_completed",
                EINVAL, "nbd_aio_command_completed(3) cookie 0, closed");
   tap_ok (nbd_aio_command_completed (h, 99) == 0,
           "nbd_aio_command_completed(3) unknown cookie, closed: 0");
@@ -564,7 +544,7 @@ test_cookies (void)
   nbd_close (h);
 
   h = tap_create ();
-  check_fails (nbd_aio_in_flight (h), "nbd_aio_in_flight", ENOTCONN,
+  tap_check_fails (nbd_aio_in_flight (h), "nbd_aio_in_flight", ENOTCONN,
                "nbd_aio_in_flight(3) on a created handle");
   nbd_close (h);
 }
@@ -778,14 +758,14 @@ test_notify (void)
 {
   struct nbd_handle *h = tap_create ();
 
-  check_fails (nbd_aio_notify_read (h), "nbd_aio_notify_read", EINVAL,
+  tap_check_fails (nbd_aio_notify_read (h), "nbd_aio_notify_read", EINVAL,
                "nbd_aio_notify_read(3) on a created handle");
-  check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
+  tap_check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
                "nbd_aio_notify_write(3) on a created handle");
   nbd_close (h);
 
   h = tap_connect_unix (pat_sock);
-  check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
+  tap_check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
                "nbd_aio_notify_write(3) on a connected idle handle "
                "(nothing to send)");
   tap_ok (nbd_aio_is_ready (h) == 1, "and the handle is still ready");
@@ -798,9 +778,9 @@ test_notify (void)
   nbd_close (h);
 
   h = closed_handle ();
-  check_fails (nbd_aio_notify_read (h), "nbd_aio_notify_read", EINVAL,
+  tap_check_fails (nbd_aio_notify_read (h), "nbd_aio_notify_read", EINVAL,
                "nbd_aio_notify_read(3) on a closed handle");
-  check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
+  tap_check_fails (nbd_aio_notify_write (h), "nbd_aio_notify_write", EINVAL,
                "nbd_aio_notify_write(3) on a closed handle");
   nbd_close (h);
 }
@@ -817,7 +797,7 @@ test_strict_flags (void)
 
   tap_ok (nbd_get_strict_mode (h) == 0x1f,
           "nbd_get_strict_mode(3) defaults to 0x1f");
-  check_fails (nbd_aio_pread (h, buf, 512, 0, NBD_NULL_COMPLETION, 0x100),
+  tap_check_fails (nbd_aio_pread (h, buf, 512, 0, NBD_NULL_COMPLETION, 0x100),
                "nbd_aio_pread", EINVAL,
                "nbd_set_strict_mode(3) STRICT_FLAGS set: unknown flag "
                "0x100 refused locally");
@@ -833,7 +813,7 @@ test_strict_flags (void)
     tap_error_is ("nbd_aio_command_completed", EINVAL,
                   "the server's verdict on flag 0x100");
   }
-  check_fails (nbd_aio_pread (h, buf, 512, 0, NBD_NULL_COMPLETION, 0x10000),
+  tap_check_fails (nbd_aio_pread (h, buf, 512, 0, NBD_NULL_COMPLETION, 0x10000),
                "nbd_aio_pread", EINVAL,
                "STRICT_FLAGS clear: flag 0x10000 (beyond the wire's 16 "
                "bits) still refused locally");
@@ -846,9 +826,9 @@ test_strict_flags (void)
   nbd_close (h);
 
   h = tap_create ();
-  check_fails (nbd_set_strict_mode (h, 0x20), "nbd_set_strict_mode", EINVAL,
+  tap_check_fails (nbd_set_strict_mode (h, 0x20), "nbd_set_strict_mode", EINVAL,
                "nbd_set_strict_mode(3) unknown flag 0x20");
-  check_fails (nbd_set_handshake_flags (h, 4), "nbd_set_handshake_flags",
+  tap_check_fails (nbd_set_handshake_flags (h, 4), "nbd_set_handshake_flags",
                EINVAL, "nbd_set_handshake_flags(3) unknown flag 0x4");
   nbd_close (h);
 }
@@ -885,16 +865,16 @@ test_get_uri (void)
 
   snprintf (expected, sizeof expected, "nbd+unix:///?socket=%s", pat_sock);
   h = tap_connect_unix (pat_sock);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_connect_unix");
   nbd_shutdown (h, 0);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_shutdown");
   nbd_close (h);
 
   snprintf (sun.sun_path, sizeof sun.sun_path, "%s", pat_sock);
   h = aio_connect_addr ((struct sockaddr *) &sun, sizeof sun);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_aio_connect (sockaddr_un)");
   nbd_close (h);
 
@@ -904,7 +884,7 @@ test_get_uri (void)
     tap_bail ("nbd_connect_unix");
   snprintf (expected, sizeof expected,
             "nbd+unix:///a%%20b/c%%25?socket=%s", pat_sock);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) percent-encodes export \"a b/c%\"");
   nbd_close (h);
 
@@ -916,7 +896,7 @@ test_get_uri (void)
   h = tap_create ();
   if (nbd_connect_tcp (h, "127.0.0.1", tcp_port) == -1)
     tap_bail ("nbd_connect_tcp");
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_connect_tcp 127.0.0.1");
   nbd_close (h);
 
@@ -926,7 +906,7 @@ test_get_uri (void)
     sin.sin_port = htons (atoi (tcp_port));
     sin.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     h = aio_connect_addr ((struct sockaddr *) &sin, sizeof sin);
-    check_string (nbd_get_uri (h), expected,
+    tap_check_string (nbd_get_uri (h), expected,
                   "nbd_get_uri(3) after nbd_aio_connect (sockaddr_in)");
     nbd_close (h);
   }
@@ -934,7 +914,7 @@ test_get_uri (void)
   h = tap_create ();
   if (nbd_connect_uri (h, expected) == -1)
     tap_bail ("nbd_connect_uri %s", expected);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) after nbd_connect_uri of the same URI");
   nbd_close (h);
 
@@ -944,7 +924,7 @@ test_get_uri (void)
     tap_bail ("nbd_connect_tcp");
   snprintf (expected, sizeof expected, "nbd://127.0.0.1:%s/a%%20b/c%%25",
             tcp_port);
-  check_string (nbd_get_uri (h), expected,
+  tap_check_string (nbd_get_uri (h), expected,
                 "nbd_get_uri(3) over TCP percent-encodes the export");
   nbd_close (h);
 }
@@ -962,7 +942,7 @@ uri_case (const char *uri, int want_err, const char *what)
       tap_diag ("%s: %s", uri, nbd_get_error ());
   }
   else
-    check_fails (r, "nbd_connect_uri", want_err, what);
+    tap_check_fails (r, "nbd_connect_uri", want_err, what);
   nbd_close (h);
 }
 
@@ -1006,13 +986,13 @@ test_uris (void)
   r = nbd_connect_uri (h, uri);
   tap_ok (r == 0, "nbd_connect_uri(3) with two socket= connects");
   snprintf (uri, sizeof uri, "nbd+unix:///?socket=%s", mem_sock);
-  check_string (nbd_get_uri (h), uri, "two socket=: the last one wins:");
+  tap_check_string (nbd_get_uri (h), uri, "two socket=: the last one wins:");
   nbd_close (h);
 
   snprintf (uri, sizeof uri, "nbds+unix:///?socket=%s", pat_sock);
   h = tap_create ();
   if (nbd_supports_tls (h) == 1)
-    check_fails (nbd_connect_uri (h, uri), "nbd_connect_uri", ENOTSUP,
+    tap_check_fails (nbd_connect_uri (h, uri), "nbd_connect_uri", ENOTSUP,
                  "nbd_connect_uri(3) nbds+unix to a server without TLS");
   else
     tap_skip ("no TLS support", "nbds+unix to a server without TLS");
@@ -1027,7 +1007,7 @@ test_uris (void)
   if (nbd_aio_is_created (h))
     tap_skip ("vsock unavailable here", "nbd+vsock:/// uses CID 2");
   else
-    check_string (nbd_get_uri (h), "nbd+vsock://2:10809/",
+    tap_check_string (nbd_get_uri (h), "nbd+vsock://2:10809/",
                   "nbd_connect_uri(3) nbd+vsock:/// uses CID 2: "
                   "nbd_get_uri(3)");
   nbd_close (h);
@@ -1107,7 +1087,7 @@ test_callback_verdicts (void)
   r = nbd_pread_structured (h, buf, 512, 0,
                             (nbd_chunk_callback) { .callback = v_chunk,
                                                    .user_data = &v }, 0);
-  check_fails (r, "nbd_pread_structured", EPROTO,
+  tap_check_fails (r, "nbd_pread_structured", EPROTO,
                "nbd_pread_structured(3) chunk returns -1");
   {
     struct verdict seen = { .chunk_ret = -1 };
@@ -1185,9 +1165,9 @@ test_shutdown_flags (void)
   int64_t cookies[5];
   int i, r, settled = 0;
 
-  check_fails (nbd_shutdown (h, 1), "nbd_shutdown", EINVAL,
+  tap_check_fails (nbd_shutdown (h, 1), "nbd_shutdown", EINVAL,
                "nbd_shutdown(3) flag 0x1");
-  check_fails (nbd_shutdown (h, 0x20000), "nbd_shutdown", EINVAL,
+  tap_check_fails (nbd_shutdown (h, 0x20000), "nbd_shutdown", EINVAL,
                "nbd_shutdown(3) flag 0x20000");
   tap_ok (nbd_aio_is_ready (h) == 1, "the handle is still ready after "
           "refused flags");
@@ -1227,37 +1207,37 @@ test_misc_rules (void)
     tap_bail ("malloc");
   memset (long_name, 'a', 4999);
   long_name[4999] = '\0';
-  check_fails (nbd_set_export_name (h, long_name), "nbd_set_export_name",
+  tap_check_fails (nbd_set_export_name (h, long_name), "nbd_set_export_name",
                ENAMETOOLONG,
                "nbd_set_export_name(3) longer than 4096 bytes");
-  check_fails (nbd_add_meta_context (h, long_name), "nbd_add_meta_context",
+  tap_check_fails (nbd_add_meta_context (h, long_name), "nbd_add_meta_context",
                ENAMETOOLONG,
                "nbd_add_meta_context(3) longer than 4096 bytes");
-  check_fails (nbd_connect_unix (h, long_name), "nbd_connect_unix",
+  tap_check_fails (nbd_connect_unix (h, long_name), "nbd_connect_unix",
                ENAMETOOLONG,
                "nbd_connect_unix(3) path longer than sun_path");
   free (long_name);
-  check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
+  tap_check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
                "nbd_poll(3) on a created handle (nothing to poll for)");
-  check_fails (nbd_aio_get_fd (h), "nbd_aio_get_fd", EINVAL,
+  tap_check_fails (nbd_aio_get_fd (h), "nbd_aio_get_fd", EINVAL,
                "nbd_aio_get_fd(3) on a created handle");
   tap_ok (nbd_aio_get_direction (h) == 0,
           "nbd_aio_get_direction(3) on a created handle: 0");
-  check_fails (nbd_shutdown (h, 0), "nbd_shutdown", ENOTCONN,
+  tap_check_fails (nbd_shutdown (h, 0), "nbd_shutdown", ENOTCONN,
                "nbd_shutdown(3) on a created handle");
   nbd_close (h);
 
   h = tap_connect_unix (pat_sock);
-  check_fails (nbd_connect_unix (h, pat_sock), "nbd_connect_unix", EINVAL,
+  tap_check_fails (nbd_connect_unix (h, pat_sock), "nbd_connect_unix", EINVAL,
                "nbd_connect_unix(3) on a connected handle");
-  check_fails (nbd_set_request_structured_replies (h, false),
+  tap_check_fails (nbd_set_request_structured_replies (h, false),
                "nbd_set_request_structured_replies", EINVAL,
                "nbd_set_request_structured_replies(3) after connecting");
-  check_fails (nbd_set_export_name (h, "x"), "nbd_set_export_name", EINVAL,
+  tap_check_fails (nbd_set_export_name (h, "x"), "nbd_set_export_name", EINVAL,
                "nbd_set_export_name(3) after connecting");
-  check_fails (nbd_get_block_size (h, 7), "nbd_get_block_size", EINVAL,
+  tap_check_fails (nbd_get_block_size (h, 7), "nbd_get_block_size", EINVAL,
                "nbd_get_block_size(3) size_type 7");
-  check_fails (nbd_kill_subprocess (h, 0), "nbd_kill_subprocess", ESRCH,
+  tap_check_fails (nbd_kill_subprocess (h, 0), "nbd_kill_subprocess", ESRCH,
                "nbd_kill_subprocess(3) without a subprocess");
   tap_ok (nbd_aio_get_direction (h) == LIBNBD_AIO_DIRECTION_READ,
           "nbd_aio_get_direction(3) on an idle handle: READ");

@@ -35,44 +35,6 @@
 
 static const char *mem_sock, *ro_sock, *info_sock;
 
-static struct nbd_handle *
-connect_socket (const char *sock)
-{
-  struct nbd_handle *h = tap_create ();
-
-  if (nbd_connect_unix (h, sock) == -1)
-    tap_bail ("nbd_connect_unix %s", sock);
-  return h;
-}
-
-static void
-check_fails (long long r, const char *call, int err, const char *what)
-{
-  if (!tap_ok (r == -1, "%s: %s returns -1", what, call))
-    tap_diag ("got %lld", r);
-  tap_error_is (call, err, what);
-}
-
-static void
-check_string (char *got, const char *expected, const char *what)
-{
-  if (!tap_ok (got != NULL && strcmp (got, expected) == 0,
-               "%s is \"%s\"", what, expected))
-    tap_diag ("got %s%s%s (error: %s)", got ? "\"" : "",
-              got ? got : "NULL", got ? "\"" : "",
-              got ? "-" : nbd_get_error ());
-  free (got);
-}
-
-static void
-check_null (void *got, const char *call, int err, const char *what)
-{
-  if (!tap_ok (got == NULL, "%s: %s returns NULL", what, call))
-    tap_diag ("got a value");
-  free (got);
-  tap_error_is (call, err, what);
-}
-
 /* ---- Debug: nbd_set_debug(3), nbd_set_debug_callback(3). ---- */
 
 struct debug_log {
@@ -238,7 +200,7 @@ test_names (void)
   free (name);
   tap_ok (nbd_set_handle_name (h, "my handle") == 0,
           "nbd_set_handle_name(3) succeeds");
-  check_string (nbd_get_handle_name (h), "my handle",
+  tap_check_string (nbd_get_handle_name (h), "my handle",
                 "nbd_get_handle_name(3) after nbd_set_handle_name");
 
   tap_ok (nbd_get_private_data (h) == 0,
@@ -249,11 +211,11 @@ test_names (void)
           "nbd_set_private_data(3) returns the old value, "
           "nbd_get_private_data the new one");
 
-  check_string (nbd_get_export_name (h), "",
+  tap_check_string (nbd_get_export_name (h), "",
                 "nbd_get_export_name(3) of a new handle");
   tap_ok (nbd_set_export_name (h, "some export") == 0,
           "nbd_set_export_name(3) succeeds on a new handle");
-  check_string (nbd_get_export_name (h), "some export",
+  tap_check_string (nbd_get_export_name (h), "some export",
                 "nbd_get_export_name(3) after nbd_set_export_name");
   nbd_close (h);
 }
@@ -273,10 +235,10 @@ test_full_info (void)
           "nbd_set_full_info(3): nbd_get_full_info returns the setting");
   if (nbd_connect_unix (h, info_sock) == -1)
     tap_bail ("nbd_connect_unix %s", info_sock);
-  check_string (nbd_get_canonical_export_name (h), "canon",
+  tap_check_string (nbd_get_canonical_export_name (h), "canon",
                 "nbd_get_canonical_export_name(3) with full info "
                 "(nbdkit default-export=canon)");
-  check_string (nbd_get_export_description (h), "a description",
+  tap_check_string (nbd_get_export_description (h), "a description",
                 "nbd_get_export_description(3) with full info "
                 "(nbdkit exportdesc=fixed:)");
   tap_ok (nbd_get_block_size (h, LIBNBD_SIZE_MINIMUM) == 512,
@@ -285,7 +247,7 @@ test_full_info (void)
           "nbd_get_block_size(3) PREFERRED is the server's 4096");
   tap_ok (nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM) == 65536,
           "nbd_get_block_size(3) MAXIMUM is the server's 65536");
-  check_fails (nbd_get_block_size (h, 99), "nbd_get_block_size", EINVAL,
+  tap_check_fails (nbd_get_block_size (h, 99), "nbd_get_block_size", EINVAL,
                "nbd_get_block_size(3) with an unknown size type");
   tap_ok (nbd_set_full_info (h, false) == -1,
           "nbd_set_full_info(3): refused once connected");
@@ -293,8 +255,8 @@ test_full_info (void)
   nbd_close (h);
 
   /* Without full info libnbd does not ask for the description. */
-  h = connect_socket (info_sock);
-  check_null (nbd_get_export_description (h), "nbd_get_export_description",
+  h = tap_connect_unix (info_sock);
+  tap_check_null (nbd_get_export_description (h), "nbd_get_export_description",
               ENOTSUP, "nbd_get_export_description(3) without full info");
   nbd_close (h);
 }
@@ -317,7 +279,7 @@ test_handshake_settings (void)
           (LIBNBD_HANDSHAKE_FLAG_FIXED_NEWSTYLE |
            LIBNBD_HANDSHAKE_FLAG_NO_ZEROES),
           "nbd_get_handshake_flags(3): both flags by default");
-  check_fails (nbd_set_handshake_flags (h, 0x80000000),
+  tap_check_fails (nbd_set_handshake_flags (h, 0x80000000),
                "nbd_set_handshake_flags", EINVAL,
                "nbd_set_handshake_flags(3) with an unknown flag");
   if (nbd_connect_unix (h, mem_sock) == -1)
@@ -330,10 +292,10 @@ test_handshake_settings (void)
   if (!tap_ok (proto != NULL && strcmp (proto, "newstyle-fixed") == 0,
                "nbd_get_protocol(3): \"newstyle-fixed\" with nbdkit"))
     tap_diag ("got %s", proto ? proto : "NULL");
-  check_fails (nbd_set_request_structured_replies (h, true),
+  tap_check_fails (nbd_set_request_structured_replies (h, true),
                "nbd_set_request_structured_replies", EINVAL,
                "nbd_set_request_structured_replies(3) once connected");
-  check_fails (nbd_set_handshake_flags (h, 0), "nbd_set_handshake_flags",
+  tap_check_fails (nbd_set_handshake_flags (h, 0), "nbd_set_handshake_flags",
                EINVAL, "nbd_set_handshake_flags(3) once connected");
   nbd_close (h);
 
@@ -365,7 +327,7 @@ test_handshake_settings (void)
   tap_ok (nbd_set_strict_mode (h, LIBNBD_STRICT_BOUNDS) == 0 &&
           nbd_get_strict_mode (h) == LIBNBD_STRICT_BOUNDS,
           "nbd_set_strict_mode(3): BOUNDS read back");
-  check_fails (nbd_set_strict_mode (h, 0x40000000), "nbd_set_strict_mode",
+  tap_check_fails (nbd_set_strict_mode (h, 0x40000000), "nbd_set_strict_mode",
                EINVAL, "nbd_set_strict_mode(3) with an unknown flag");
   tap_ok (nbd_get_pread_initialize (h) == 1,
           "nbd_get_pread_initialize(3): on by default");
@@ -389,11 +351,11 @@ test_meta_contexts (void)
           "nbd_add_meta_context(3) twice");
   tap_ok (nbd_get_nr_meta_contexts (h) == 2,
           "nbd_get_nr_meta_contexts(3) counts them");
-  check_string (nbd_get_meta_context (h, 0), "x-unknown:ctx",
+  tap_check_string (nbd_get_meta_context (h, 0), "x-unknown:ctx",
                 "nbd_get_meta_context(3) 0");
-  check_string (nbd_get_meta_context (h, 1), LIBNBD_CONTEXT_BASE_ALLOCATION,
+  tap_check_string (nbd_get_meta_context (h, 1), LIBNBD_CONTEXT_BASE_ALLOCATION,
                 "nbd_get_meta_context(3) 1");
-  check_null (nbd_get_meta_context (h, 2), "nbd_get_meta_context", EINVAL,
+  tap_check_null (nbd_get_meta_context (h, 2), "nbd_get_meta_context", EINVAL,
               "nbd_get_meta_context(3) out of range");
   tap_ok (nbd_clear_meta_contexts (h) == 0 &&
           nbd_get_nr_meta_contexts (h) == 0,
@@ -407,9 +369,9 @@ test_meta_contexts (void)
           "nbdkit");
   tap_ok (nbd_can_meta_context (h, "x-unknown:ctx") == 0,
           "nbd_can_meta_context(3): an unknown context is not");
-  check_fails (nbd_add_meta_context (h, "late:ctx"), "nbd_add_meta_context",
+  tap_check_fails (nbd_add_meta_context (h, "late:ctx"), "nbd_add_meta_context",
                EINVAL, "nbd_add_meta_context(3) once connected");
-  check_fails (nbd_clear_meta_contexts (h), "nbd_clear_meta_contexts",
+  tap_check_fails (nbd_clear_meta_contexts (h), "nbd_clear_meta_contexts",
                EINVAL, "nbd_clear_meta_contexts(3) once connected");
   nbd_close (h);
 }
@@ -421,15 +383,15 @@ test_flags (void)
 {
   struct nbd_handle *h = tap_create ();
 
-  check_fails (nbd_get_size (h), "nbd_get_size", -1,
+  tap_check_fails (nbd_get_size (h), "nbd_get_size", -1,
                "nbd_get_size(3) before connecting");
-  check_fails (nbd_is_read_only (h), "nbd_is_read_only", -1,
+  tap_check_fails (nbd_is_read_only (h), "nbd_is_read_only", -1,
                "nbd_is_read_only(3) before connecting");
   tap_ok (nbd_get_protocol (h) == NULL,
           "nbd_get_protocol(3): NULL before connecting");
   nbd_close (h);
 
-  h = connect_socket (mem_sock);
+  h = tap_connect_unix (mem_sock);
   tap_ok (nbd_is_read_only (h) == 0, "nbd_is_read_only(3) 0: memory");
   tap_ok (nbd_is_rotational (h) == 0, "nbd_is_rotational(3) 0: memory");
   tap_ok (nbd_can_flush (h) == 1, "nbd_can_flush(3) 1: memory");
@@ -445,7 +407,7 @@ test_flags (void)
           "nbd_get_size(3) still answers after nbd_shutdown");
   nbd_close (h);
 
-  h = connect_socket (ro_sock);
+  h = tap_connect_unix (ro_sock);
   tap_ok (nbd_is_read_only (h) == 1, "nbd_is_read_only(3) 1: nbdkit -r");
   tap_ok (nbd_can_trim (h) == 0, "nbd_can_trim(3) 0: nbdkit -r");
   tap_ok (nbd_can_zero (h) == 0, "nbd_can_zero(3) 0: nbdkit -r");
@@ -481,11 +443,11 @@ test_states (void)
           nbd_aio_is_closed (h) == 0 && nbd_aio_is_negotiating (h) == 0,
           "nbd_aio_is_created(3) and no other nbd_aio_is_* on a new "
           "handle");
-  check_fails (nbd_aio_get_fd (h), "nbd_aio_get_fd", EINVAL,
+  tap_check_fails (nbd_aio_get_fd (h), "nbd_aio_get_fd", EINVAL,
                "nbd_aio_get_fd(3) before connecting");
   tap_ok (nbd_aio_get_direction (h) == 0,
           "nbd_aio_get_direction(3): 0 before connecting");
-  check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
+  tap_check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
                "nbd_poll(3) on a handle with nothing to wait for");
 
   if (nbd_aio_connect_unix (h, mem_sock) == -1)
@@ -496,9 +458,9 @@ test_states (void)
   /* Commands and what the handshake learns need a connected handle: in
    * the middle of the handshake they fail with EINVAL (libnbd(3)).
    */
-  check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
+  tap_check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
                "nbd_pread(3) during the handshake");
-  check_fails (nbd_get_size (h), "nbd_get_size", EINVAL,
+  tap_check_fails (nbd_get_size (h), "nbd_get_size", EINVAL,
                "nbd_get_size(3) during the handshake");
   tap_ok (nbd_aio_get_fd (h) >= 0,
           "nbd_aio_get_fd(3): a descriptor while connecting");
@@ -536,7 +498,7 @@ test_states (void)
           "nbd_connection_state(3) CLOSED after nbd_shutdown");
   tap_ok (nbd_aio_get_direction (h) == 0,
           "nbd_aio_get_direction(3): 0 once closed");
-  check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
+  tap_check_fails (nbd_poll (h, 0), "nbd_poll", EINVAL,
                "nbd_poll(3) on a closed handle");
   nbd_close (h);
 }
@@ -575,7 +537,7 @@ test_connect_in_progress (void)
   else {
     tap_ok (nbd_aio_is_connecting (h) == 1,
             "nbd_aio_is_connecting(3) while connect(2) is in progress");
-    check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
+    tap_check_fails (nbd_pread (h, buf, sizeof buf, 0, 0), "nbd_pread", EINVAL,
                  "nbd_pread(3) while connect(2) is in progress");
   }
   nbd_close (h);
@@ -594,14 +556,14 @@ test_subprocess (void)
                    NULL };
   char *missing[] = { "/nonexistent/nbd-server-xyz", NULL };
 
-  check_fails (nbd_kill_subprocess (h, 0), "nbd_kill_subprocess", ESRCH,
+  tap_check_fails (nbd_kill_subprocess (h, 0), "nbd_kill_subprocess", ESRCH,
                "nbd_kill_subprocess(3) without a subprocess");
   if (!tap_ok (nbd_connect_command (h, argv) == 0,
                "nbd_connect_command(3) runs nbdkit -s"))
     tap_diag ("error: %s", nbd_get_error ());
   tap_ok (nbd_get_size (h) == 1024 * 1024,
           "nbd_connect_command(3): the export is the subprocess's");
-  check_fails (nbd_kill_subprocess (h, -1), "nbd_kill_subprocess", EINVAL,
+  tap_check_fails (nbd_kill_subprocess (h, -1), "nbd_kill_subprocess", EINVAL,
                "nbd_kill_subprocess(3) with a negative signal");
   tap_ok (nbd_kill_subprocess (h, 0) == 0,
           "nbd_kill_subprocess(3) 0 kills it (SIGTERM)");

@@ -111,6 +111,18 @@ tap_connect_unix (const char *sock)
   return h;
 }
 
+/* GOT (which the caller owns) is the string EXPECTED; frees GOT. */
+static TAP_UNUSED void
+tap_check_string (char *got, const char *expected, const char *what)
+{
+  if (!tap_ok (got != NULL && strcmp (got, expected) == 0,
+               "%s is \"%s\"", what, expected))
+    tap_diag ("got %s%s%s (error: %s)", got ? "\"" : "",
+              got ? got : "NULL", got ? "\"" : "",
+              got ? "-" : nbd_get_error ());
+  free (got);
+}
+
 /* The symbolic name of an errno value, for messages and transcripts. */
 static TAP_UNUSED const char *
 errno_name (int err)
@@ -187,6 +199,25 @@ tap_error_is (const char *call, int expected_errno, const char *what)
     return false;
   }
   return true;
+}
+
+/* CALL returned R: -1, with errno ERR and an error message naming CALL. */
+static TAP_UNUSED void
+tap_check_fails (long long r, const char *call, int err, const char *what)
+{
+  if (!tap_ok (r == -1, "%s: %s returns -1", what, call))
+    tap_diag ("got %lld", r);
+  tap_error_is (call, err, what);
+}
+
+/* CALL returned GOT (freed here): NULL, with errno ERR. */
+static TAP_UNUSED void
+tap_check_null (void *got, const char *call, int err, const char *what)
+{
+  if (!tap_ok (got == NULL, "%s: %s returns NULL", what, call))
+    tap_diag ("got a value");
+  free (got);
+  tap_error_is (call, err, what);
 }
 
 /* The byte at OFFSET of nbdkit-pattern-plugin(1): each 8-byte word holds

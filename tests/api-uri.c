@@ -98,16 +98,6 @@ uri_fails (const char *uri, int err, const char *what)
 }
 
 static void
-check_string (char *got, const char *expected, const char *what)
-{
-  if (!tap_ok (got != NULL && strcmp (got, expected) == 0,
-               "%s is \"%s\"", what, expected))
-    tap_diag ("got %s (error: %s)", got ? got : "NULL",
-              got ? "-" : nbd_get_error ());
-  free (got);
-}
-
-static void
 test_unix_uris (void)
 {
   char *sock = encode (mem_sock), *ssock = encode (strict_sock);
@@ -134,7 +124,7 @@ test_unix_uris (void)
    */
   uri = format ("nbd+unix:///a%%20b%%2Fc?socket=%s", ssock);
   if ((h = uri_connects (uri, "a percent-encoded export name")) != NULL) {
-    check_string (nbd_get_export_name (h), "a b/c",
+    tap_check_string (nbd_get_export_name (h), "a b/c",
                   "nbd_get_export_name(3) after nbd_connect_uri");
     nbd_close (h);
   }
@@ -182,7 +172,7 @@ test_unix_uris (void)
                "there"))
     tap_diag ("error: %s", nbd_get_error ());
   else
-    check_string (nbd_get_export_name (h), "a",
+    tap_check_string (nbd_get_export_name (h), "a",
                   "the export name of nbd+unix:///a%00b");
   nbd_close (h);
 #endif
@@ -262,13 +252,13 @@ test_tcp (void)
   }
   uri = format ("nbd://127.0.0.1:%s/", tcp_port);
   if ((h = uri_connects (uri, "nbd://127.0.0.1:PORT/")) != NULL) {
-    check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) of a TCP URI");
+    tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) of a TCP URI");
     nbd_close (h);
   }
   free (uri);
   uri = format ("nbd://user@localhost:%s/x", tcp_port);
   if ((h = uri_connects (uri, "a user@ part and a host name")) != NULL) {
-    check_string (nbd_get_export_name (h), "x",
+    tap_check_string (nbd_get_export_name (h), "x",
                   "the export name of nbd://user@localhost:PORT/x");
     nbd_close (h);
   }
@@ -283,7 +273,7 @@ test_tcp (void)
                "nbd_connect_tcp(3) to 127.0.0.1"))
     tap_diag ("error: %s", nbd_get_error ());
   uri = format ("nbd://127.0.0.1:%s/", tcp_port);
-  check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after nbd_connect_tcp");
+  tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) after nbd_connect_tcp");
   free (uri);
   nbd_close (h);
 
@@ -312,7 +302,7 @@ test_tcp (void)
         break;
     tap_ok (nbd_aio_is_ready (h) == 1, "nbd_aio_connect(3) reaches READY");
     uri = format ("nbd://127.0.0.1:%s/", tcp_port);
-    check_string (nbd_get_uri (h), uri,
+    tap_check_string (nbd_get_uri (h), uri,
                   "nbd_get_uri(3) after nbd_aio_connect (IPv4)");
     free (uri);
     nbd_close (h);
@@ -339,7 +329,7 @@ test_ipv6 (void)
   }
   uri = format ("nbd://[::1]:%s/", v6_port);
   if ((h = uri_connects (uri, "an IPv6 literal host")) != NULL) {
-    check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) of an IPv6 URI");
+    tap_check_string (nbd_get_uri (h), uri, "nbd_get_uri(3) of an IPv6 URI");
     nbd_close (h);
   }
   free (uri);
@@ -358,7 +348,7 @@ test_ipv6 (void)
     tap_ok (nbd_aio_is_ready (h) == 1,
             "nbd_aio_connect(3) IPv6 reaches READY");
     uri = format ("nbd://[::1]:%s/", v6_port);
-    check_string (nbd_get_uri (h), uri,
+    tap_check_string (nbd_get_uri (h), uri,
                   "nbd_get_uri(3) after nbd_aio_connect (IPv6)");
     free (uri);
     nbd_close (h);
