@@ -864,6 +864,19 @@ unknown_cookie (const struct request *req)
   flush_out ();
 }
 
+/* The read answered in full, then, in the same write, one more chunk for
+ * its cookie: a hole over the whole request, with DONE.  The client reads
+ * both before its caller can retire the read, so the cookie is known but
+ * no longer in flight.  The reply is small enough to arrive at once.
+ */
+static void
+chunk_after_done (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
 static void
 chunk_outside (const struct request *req)
 {
@@ -1259,6 +1272,9 @@ static const struct scenario scenarios[] = {
   { "unknown-cookie",
     "reply to a cookie never sent",
     0, HS_NONE, unknown_cookie },
+  { "chunk-after-done",
+    "the data with DONE, then a hole chunk with DONE for the same cookie",
+    0, HS_NONE, chunk_after_done },
   { "chunk-outside",
     "data chunk starting before the request",
     0, HS_NONE, chunk_outside },
