@@ -864,6 +864,19 @@ unknown_cookie (const struct request *req)
   flush_out ();
 }
 
+/* The read answered in full, then, in the same write, one more chunk for
+ * its cookie: a hole over the whole request, with DONE.  The client reads
+ * both before its caller can retire the read, so the cookie is known but
+ * no longer in flight.  The reply is small enough to arrive at once.
+ */
+static void
+chunk_after_done (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, req->count);
+  flush_out ();
+}
+
 static void
 chunk_outside (const struct request *req)
 {
@@ -906,6 +919,34 @@ overlap_sums_to_length (const struct request *req)
   data_chunk (0, req->cookie, req->offset, half + 8);
   data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset + half,
               req->count - half - 8);
+  flush_out ();
+}
+
+/* The upper chunk first, then a lower one running 8 bytes into it: the
+ * lengths add up to the request, but its last 8 bytes are missing.  A
+ * client that checks an overlap only against chunks at lower offsets
+ * returns them unwritten.
+ */
+static void
+chunk_overlap_right (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  data_chunk (0, req->cookie, req->offset + half, req->count - half - 8);
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half + 8);
+  flush_out ();
+}
+
+/* As chunk-overlap-right, with a hole for the lower part: a lenient
+ * client zeroes 8 bytes of data and leaves the last 8 unwritten.
+ */
+static void
+hole_overlap_right (const struct request *req)
+{
+  uint32_t half = req->count / 2;
+
+  data_chunk (0, req->cookie, req->offset + half, req->count - half - 8);
+  hole_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, half + 8);
   flush_out ();
 }
 
@@ -1231,6 +1272,9 @@ static const struct scenario scenarios[] = {
   { "unknown-cookie",
     "reply to a cookie never sent",
     0, HS_NONE, unknown_cookie },
+  { "chunk-after-done",
+    "the data with DONE, then a hole chunk with DONE for the same cookie",
+    0, HS_NONE, chunk_after_done },
   { "chunk-outside",
     "data chunk starting before the request",
     0, HS_NONE, chunk_outside },
@@ -1247,6 +1291,12 @@ static const struct scenario scenarios[] = {
     "overlapping data chunks adding up to the request length, "
     "leaving its last 8 bytes uncovered",
     0, HS_NONE, overlap_sums_to_length },
+  { "chunk-overlap-right",
+    "data for the upper half but its last 8 bytes, then data for the lower "
+    "half and 8 bytes more", 0, HS_NONE, chunk_overlap_right },
+  { "hole-overlap-right",
+    "data for the upper half but its last 8 bytes, then a hole for the "
+    "lower half and 8 bytes more", 0, HS_NONE, hole_overlap_right },
   { "data-hole-overlap",
     "a hole chunk over part of a data chunk",
     0, HS_NONE, data_hole_overlap },

@@ -16,6 +16,9 @@
  *                a protocol violation, ECONNRESET for EOF inside a reply),
  *                the read fails with ENOTCONN, nbd_aio_is_dead is true and
  *                a new command fails with EINVAL;
+ *   works-then-dies  the read completes with the right data, then the
+ *                handle dies in the same nbd_poll, as in dies (errno E);
+ *                the read is still retired as a success;
  *   closes       the server closed between replies: the handle is CLOSED
  *                (not dead), nbd_poll did not fail, the read fails with
  *                ENOTCONN and a new command fails with EINVAL;
@@ -79,7 +82,8 @@
 #define BOUNDED_POLL_MS   100    /* nbd_poll timeout of bounded_poll rows */
 #define BOUNDED_POLL_LIMIT 1.0   /* seconds, times $NBDC_SLOWDOWN */
 
-enum outcome { WORKS, FAILS_USABLE, DIES, CLOSES, NO_CONNECT };
+enum outcome { WORKS, FAILS_USABLE, DIES, WORKS_THEN_DIES, CLOSES,
+               NO_CONNECT };
 
 static const char *
 outcome_name (enum outcome outcome)
@@ -88,6 +92,7 @@ outcome_name (enum outcome outcome)
   case WORKS: return "works";
   case FAILS_USABLE: return "fails, handle usable";
   case DIES: return "handle dies";
+  case WORKS_THEN_DIES: return "read works, then the handle dies";
   case CLOSES: return "handle closed";
   case NO_CONNECT: return "connect fails";
   }
@@ -100,7 +105,8 @@ struct expectation {
   uint32_t flags;               /* command flags of the first read */
   enum outcome outcome;
   int error;                    /* errno of the read (FAILS_USABLE) or of
-                                   the failed nbd_poll (DIES) */
+                                   the failed nbd_poll (DIES,
+                                   WORKS_THEN_DIES) */
   int error_chunks;             /* LIBNBD_READ_ERROR calls: 0, 1 (at
                                    ERROR_OFFSET) or ANY */
   const char *rule;
@@ -110,8 +116,8 @@ struct expectation {
                                    once instead of the first read */
   bool same_as_libnbd;          /* libnbd 1.14 does exactly this ... */
   bool libnbd_errno_0;          /* ... but leaves the errno of the failed
-                                   connect (NO_CONNECT) or nbd_poll (DIES)
-                                   0 */
+                                   connect (NO_CONNECT) or nbd_poll (DIES,
+                                   WORKS_THEN_DIES) 0 */
   uint32_t block_size[3];       /* nbd_get_block_size: MINIMUM, PREFERRED,
                                    MAXIMUM (0: none) */
   const char *meta_request;     /* nbd_add_meta_context before connecting */
@@ -188,6 +194,14 @@ static const struct expectation expectations[] = {
   { "unknown-cookie", false, 0, DIES, EPROTO, ANY,
     "a reply to a cookie not in flight kills the handle",
     .same_as_libnbd = true, .libnbd_errno_0 = true },
+  /* The read got its DONE chunk, and one more chunk for it is read in
+   * the same nbd_poll, before the caller can retire it: the cookie is
+   * known but not in flight.  libnbd 1.14 reads one reply per nbd_poll:
+   * the caller retires the read first, and the chunk kills the handle at
+   * the next nbd_poll, as in unknown-cookie.
+   */
+  { "chunk-after-done", false, 0, WORKS_THEN_DIES, EPROTO, ANY,
+    "a chunk for a command already done kills the handle" },
   { "huge-length", false, 0, DIES, EPROTO, ANY,
     "a data payload longer than the request kills the handle",
     .same_as_libnbd = true, .libnbd_errno_0 = true },
@@ -246,6 +260,13 @@ static const struct expectation expectations[] = {
     "data chunks must not overlap" },
   { "overlap-sums-to-length", false, 0, FAILS_USABLE, EPROTO, ANY,
     "success needs the whole request covered, not a byte count" },
+  /* The lower chunk comes second and overlaps the first: libnbd 1.14
+   * counts bytes only, and returns success with 8 bytes never written.
+   */
+  { "chunk-overlap-right", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a data chunk must not overlap an earlier one at a higher offset" },
+  { "hole-overlap-right", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a hole chunk must not overlap an earlier one at a higher offset" },
   { "data-hole-overlap", false, 0, FAILS_USABLE, EPROTO, ANY,
     "data and hole chunks must not overlap" },
   { "short-coverage", false, 0, FAILS_USABLE, EPROTO, ANY,
@@ -959,7 +980,8 @@ hygiene (const struct read_state *rs)
 }
 
 /* Is error the errno expected of a failed connect (NO_CONNECT) or
- * nbd_poll (DIES)?  libnbd 1.14 leaves 0 in the rows that say so.
+ * nbd_poll (DIES, WORKS_THEN_DIES)?  libnbd 1.14 leaves 0 in the rows that
+ * say so.
  */
 static bool
 errno_is (const struct expectation *e, int error)
@@ -1033,6 +1055,21 @@ report_read (struct nbd_handle *h, const char *name,
           rs->poll.slowest);
 }
 
+/* Did the handle die while the first read was driven: nbd_poll failed
+ * with the expected errno and a message, and a new command (second) was
+ * refused?
+ */
+static bool
+handle_died (struct nbd_handle *h, const struct expectation *e,
+             const struct read_state *first,
+             const struct read_state *second)
+{
+  return nbd_aio_is_dead (h) &&
+    first->poll.message != NULL && first->poll.message[0] != '\0' &&
+    errno_is (e, first->poll.error) &&
+    second->cookie == -1 && second->error == EINVAL;
+}
+
 /* Did the first read end as expected?  second: a second read on a
  * handle that survived, or the attempt to issue one on a handle that did
  * not.
@@ -1064,10 +1101,10 @@ outcome_met (struct nbd_handle *h, const struct expectation *e,
     return true;
   case DIES:
     return first->result == -1 && first->error == ENOTCONN &&
-      first->completion_error == ENOTCONN && nbd_aio_is_dead (h) &&
-      first->poll.message != NULL && first->poll.message[0] != '\0' &&
-      errno_is (e, first->poll.error) &&
-      second->cookie == -1 && second->error == EINVAL;
+      first->completion_error == ENOTCONN && handle_died (h, e, first, second);
+  case WORKS_THEN_DIES:
+    return read_verified (first) && first->completion_error == 0 &&
+      handle_died (h, e, first, second);
   case CLOSES:
     return first->result == -1 && first->error == ENOTCONN &&
       first->completion_error == ENOTCONN && nbd_aio_is_closed (h) &&
