@@ -136,6 +136,8 @@ enum handshake_fault {
   HS_PLAIN_NEWSTYLE,            /* no FIXED_NEWSTYLE: EXPORT_NAME or EOF */
   HS_NO_ZEROES_NOT_OFFERED,     /* fixed newstyle without NO_ZEROES */
   HS_STRUCTURED_REPLY_SERVER,   /* NBD_REP_SERVER to STRUCTURED_REPLY */
+  HS_DF_WITHOUT_SR,             /* SEND_DF although structured replies
+                                   were refused (SC_SIMPLE) */
   HS_STRUCTURED_REPLY_ACK_DATA, /* ACK with a payload to STRUCTURED_REPLY */
   HS_GO_ACK_DATA,               /* ACK with a payload to GO */
   HS_INFO_EXPORT_SHORT,         /* NBD_INFO_EXPORT of length 11 */
@@ -375,7 +377,7 @@ transmission_flags (void)
   uint16_t flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY |
     NBD_FLAG_SEND_FLUSH;
 
-  if (structured_replies)
+  if (structured_replies || scenario->handshake_fault == HS_DF_WITHOUT_SR)
     flags |= NBD_FLAG_SEND_DF;
   return flags;
 }
@@ -1254,6 +1256,9 @@ static const struct scenario scenarios[] = {
   { "good-simple",
     "refuses structured replies, correct simple replies",
     SC_SIMPLE, HS_NONE, NULL },
+  { "df-without-structured",
+    "refuses structured replies but advertises SEND_DF",
+    SC_SIMPLE, HS_DF_WITHOUT_SR, NULL },
   { "good-no-go",
     "refuses GO, so the client must use EXPORT_NAME",
     SC_NO_GO, HS_NONE, NULL },

@@ -151,6 +151,9 @@ static const struct expectation expectations[] = {
   { "good-simple", false, 0, WORKS, 0, ANY,
     "structured replies refused: simple replies",
     .same_as_libnbd = true },
+  { "df-without-structured", false, 0, WORKS, 0, ANY,
+    "DF needs structured replies: nbd_can_df is 0 without them",
+    .same_as_libnbd = true },
   { "good-no-go", false, 0, WORKS, 0, ANY,
     "GO refused: fall back to EXPORT_NAME",
     .same_as_libnbd = true },
@@ -1003,6 +1006,11 @@ handshake_learned (struct nbd_handle *h, const struct expectation *e,
   bool ok = true;
   int i;
 
+  /* nbd_can_df(3): DF works only with structured replies. */
+  if (nbd_can_df (h) == 1 && nbd_get_structured_replies_negotiated (h) != 1) {
+    printf ("# %s: nbd_can_df is 1 without structured replies\n", name);
+    ok = false;
+  }
   for (i = 0; i < 3; i++) {
     int64_t r = nbd_get_block_size (h, sizes[i]);
 
