@@ -1248,6 +1248,74 @@ structured_when_simple (const struct request *req)
   flush_out ();
 }
 
+/* The read in pieces of piece bytes, as data chunks: every other piece
+ * from the last downwards (each before all the others, with a gap after
+ * it), then the rest from the first upwards, each closing a gap.  The
+ * client's record of what the chunks covered grows to half the pieces,
+ * then merges back into one range.
+ */
+static void
+fragment (const struct request *req, uint32_t piece)
+{
+  uint32_t n = req->count / piece, i;
+
+  for (i = (n - 1) & ~UINT32_C (1); ; i -= 2) {
+    data_chunk (0, req->cookie, req->offset + (uint64_t) i * piece, piece);
+    if (i == 0)
+      break;
+  }
+  for (i = 1; i < n; i += 2)
+    data_chunk (i + 2 >= n ? NBD_REPLY_FLAG_DONE : 0, req->cookie,
+                req->offset + (uint64_t) i * piece, piece);
+  flush_out ();
+}
+
+/* 64 pieces: up to 32 disjoint ranges. */
+static void
+fragmented (const struct request *req)
+{
+  fragment (req, req->count / 64);
+}
+
+/* As fragmented, but once the 32 even pieces are in, piece 61 comes 8
+ * bytes late, running into piece 62 (the first one sent, which the client
+ * has moved and copied as its record grew); piece 61's first 8 bytes
+ * never come.  The lengths add up to the request.
+ */
+static void
+fragmented_overlap (const struct request *req)
+{
+  uint32_t piece = req->count / 64, i;
+
+  for (i = 62; ; i -= 2) {
+    data_chunk (0, req->cookie, req->offset + i * piece, piece);
+    if (i == 0)
+      break;
+  }
+  data_chunk (0, req->cookie, req->offset + 61 * piece + 8, piece);
+  for (i = 1; i < 64; i += 2)
+    if (i != 61)
+      data_chunk (i == 63 ? NBD_REPLY_FLAG_DONE : 0, req->cookie,
+                  req->offset + i * piece, piece);
+  flush_out ();
+}
+
+/* 2-byte pieces of the 16 KiB read: 4096 disjoint ranges, the most a
+ * client tracks (libnbdc's MAX_RANGES).
+ */
+static void
+fragmented_max (const struct request *req)
+{
+  fragment (req, 2);
+}
+
+/* 1-byte pieces: 8192 disjoint ranges, more than a client tracks. */
+static void
+too_fragmented (const struct request *req)
+{
+  fragment (req, 1);
+}
+
 static const struct scenario scenarios[] = {
   /* name, description, flags, handshake fault, first READ fault */
   { "good",
@@ -1393,6 +1461,18 @@ static const struct scenario scenarios[] = {
   { "structured-when-simple",
     "structured chunk although structured replies were refused",
     SC_SIMPLE, HS_NONE, structured_when_simple },
+  { "fragmented",
+    "64 data chunks, every other one first: gaps filled later",
+    0, HS_NONE, fragmented },
+  { "fragmented-overlap",
+    "as fragmented, one chunk overlapping the first one sent",
+    0, HS_NONE, fragmented_overlap },
+  { "fragmented-max",
+    "2-byte data chunks, every other one first: 4096 gaps",
+    0, HS_NONE, fragmented_max },
+  { "too-fragmented",
+    "1-byte data chunks, every other one first: 8192 gaps",
+    0, HS_NONE, too_fragmented },
   { "many-in-flight",
     "reads nothing for 1.5 s, then answers in batches, newest first",
     SC_BATCH, HS_NONE, NULL },

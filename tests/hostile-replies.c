@@ -168,6 +168,12 @@ static const struct expectation expectations[] = {
   { "many-in-flight-simple", false, 0, WORKS, 0, ANY,
     "20000 reads in flight, simple replies packed back to back",
     .reads = MANY_READS },
+  { "fragmented", false, 0, WORKS, 0, ANY,
+    "data chunks leaving gaps that later chunks fill",
+    .same_as_libnbd = true },
+  { "fragmented-max", false, 0, WORKS, 0, ANY,
+    "a read in 8192 chunks, 4096 gaps at most",
+    .same_as_libnbd = true },
 
   /* The server closed cleanly between replies: in-flight commands fail,
    * but nothing was violated (libnbd 1.14: CLOSED, nbd_poll succeeds).
@@ -266,6 +272,13 @@ static const struct expectation expectations[] = {
   /* The lower chunk comes second and overlaps the first: libnbd 1.14
    * counts bytes only, and returns success with 8 bytes never written.
    */
+  /* More disjoint pieces than libnbdc tracks (MAX_RANGES, 4096): libnbd
+   * 1.14 counts bytes only and accepts them.
+   */
+  { "fragmented-overlap", false, 0, FAILS_USABLE, EPROTO, 0,
+    "a chunk must not overlap one received 31 chunks earlier" },
+  { "too-fragmented", false, 0, FAILS_USABLE, EPROTO, 0,
+    "a read in more than 4096 disjoint pieces is refused" },
   { "chunk-overlap-right", false, 0, FAILS_USABLE, EPROTO, ANY,
     "a data chunk must not overlap an earlier one at a higher offset" },
   { "hole-overlap-right", false, 0, FAILS_USABLE, EPROTO, ANY,
