@@ -114,6 +114,8 @@ struct expectation {
                                    returns within BOUNDED_POLL_LIMIT */
   unsigned reads;               /* if > 1: this many reads in flight at
                                    once instead of the first read */
+  bool abandon;                 /* ... then at once nbd_shutdown with
+                                   LIBNBD_SHUTDOWN_ABANDON_PENDING */
   bool same_as_libnbd;          /* libnbd 1.14 does exactly this ... */
   bool libnbd_errno_0;          /* ... but leaves the errno of the failed
                                    connect (NO_CONNECT) or nbd_poll (DIES,
@@ -168,6 +170,13 @@ static const struct expectation expectations[] = {
   { "many-in-flight-simple", false, 0, WORKS, 0, ANY,
     "20000 reads in flight, simple replies packed back to back",
     .reads = MANY_READS },
+  /* nbd_shutdown(3): with LIBNBD_SHUTDOWN_ABANDON_PENDING the commands
+   * not yet sent fail (ESHUTDOWN), the others complete, then the handle
+   * is closed.
+   */
+  { "many-in-flight", false, 0, CLOSES, ESHUTDOWN, ANY,
+    "nbd_shutdown (ABANDON_PENDING) fails the reads not yet sent",
+    .reads = MANY_READS, .abandon = true },
   { "fragmented", false, 0, WORKS, 0, ANY,
     "data chunks leaving gaps that later chunks fill",
     .same_as_libnbd = true },
@@ -901,6 +910,7 @@ second_read (struct nbd_handle *h, struct read_state *rs)
 struct many_reads {
   struct read_state *reads;
   unsigned n;
+  int shutdown;                 /* nbd_shutdown's result (abandon) */
   struct poll_log poll;
   bool hung;
 };
@@ -913,10 +923,13 @@ nothing_in_flight (struct nbd_handle *h, void *arg)
 
 /* Issue n reads of 1 to MANY_MAX_COUNT bytes all over the export before
  * any reply can come, so that the cookie table grows and the requests
- * fill the socket (see connect_tcp), wait for all of them and retire each.
+ * fill the socket (see connect_tcp), wait for all of them (or, with
+ * abandon, call nbd_shutdown (h, LIBNBD_SHUTDOWN_ABANDON_PENDING)) and
+ * retire each.
  */
 static void
-do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n)
+do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n,
+               bool abandon)
 {
   unsigned i;
 
@@ -930,7 +943,16 @@ do_many_reads (struct nbd_handle *h, struct many_reads *m, unsigned n)
     issue_read (h, &m->reads[i],
                 i * UINT64_C (104729) % (EXPORT_SIZE - MANY_MAX_COUNT),
                 1 + i * 7919u % MANY_MAX_COUNT, 0);
-  m->hung = !drive (h, nothing_in_flight, NULL, POLL_TIMEOUT_MS, &m->poll);
+  if (abandon) {
+    m->shutdown = nbd_shutdown (h, LIBNBD_SHUTDOWN_ABANDON_PENDING);
+    if (m->shutdown == -1) {
+      m->poll.message = copy_error ();
+      m->poll.error = nbd_get_errno ();
+    }
+  }
+  else
+    m->hung = !drive (h, nothing_in_flight, NULL, POLL_TIMEOUT_MS,
+                      &m->poll);
   for (i = 0; i < n; i++)
     if (m->reads[i].cookie != -1)
       retire_read (h, &m->reads[i]);
@@ -957,6 +979,38 @@ many_verified (const struct many_reads *m)
       break;
     }
   return failed == 0 && !m->hung && m->poll.message == NULL;
+}
+
+/* After nbd_shutdown (ABANDON_PENDING): did it succeed and leave the
+ * handle closed, did every read either return the right data or fail
+ * with ESHUTDOWN, and was at least one abandoned before it was sent?
+ */
+static bool
+many_abandoned (struct nbd_handle *h, const struct many_reads *m)
+{
+  unsigned i, done = 0, abandoned = 0, other = 0;
+
+  for (i = 0; i < m->n; i++) {
+    const struct read_state *rs = &m->reads[i];
+
+    if (read_verified (rs))
+      done++;
+    else if (rs->result == -1 && rs->error == ESHUTDOWN &&
+             rs->completion_error == ESHUTDOWN &&
+             (AGAINST_LIBNBD || strstr (rs->message, "abandoned")))
+      abandoned++;
+    else if (other++ == 0)
+      printf ("# read %u [%" PRIu64 ", +%zu): result %d, errno %d: %s\n",
+              i, rs->offset, rs->count, rs->result, rs->error,
+              rs->message ? rs->message : "wrong data");
+  }
+  printf ("# nbd_shutdown returned %d%s%s, handle %s: %u reads done, "
+          "%u abandoned, %u neither\n", m->shutdown,
+          m->poll.message ? ": " : "",
+          m->poll.message ? m->poll.message : "",
+          nbd_connection_state (h), done, abandoned, other);
+  return m->shutdown == 0 && nbd_aio_is_closed (h) && abandoned > 0 &&
+    other == 0;
 }
 
 /* Everything the library must get right whatever the outcome: returns a
@@ -1181,8 +1235,9 @@ run (const char *server, const struct expectation *e)
   pid_t server_pid = 0;
   int argc = 0, connect_error = 0;
 
-  snprintf (name, sizeof name, "%s%s%s", e->scenario,
-            e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "");
+  snprintf (name, sizeof name, "%s%s%s%s", e->scenario,
+            e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "",
+            e->abandon ? " (abandon)" : "");
   argv[argc++] = (char *) server;
   if (e->trickle)
     argv[argc++] = (char *) "--trickle";
@@ -1238,10 +1293,15 @@ run (const char *server, const struct expectation *e)
   else if (e->reads > 1) {
     bool learned = handshake_learned (h, e, name);
 
-    do_many_reads (h, &many, e->reads);
-    second_read (h, &second);
-    tap (learned && many_verified (&many) && read_verified (&second),
-         "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+    do_many_reads (h, &many, e->reads, e->abandon);
+    if (e->abandon)
+      tap (learned && many_abandoned (h, &many), "%s: %s (%s)", name,
+           outcome_name (e->outcome), e->rule);
+    else {
+      second_read (h, &second);
+      tap (learned && many_verified (&many) && read_verified (&second),
+           "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+    }
   }
   else {
     bool learned = handshake_learned (h, e, name);
