@@ -93,6 +93,30 @@ mutant hole-length-zero \
   "an OFFSET_HOLE chunk of length 0 is accepted" \
   'if (len == 0) {' \
   'if (0) {'
+mutant ranges-skip-memmove \
+  "a read's range inserted before others overwrites one of them" \
+  '    memmove (&r[lo + 1], &r[lo], (n - lo) * sizeof *r);
+    r[lo].start = start;' \
+  '    r[lo].start = start;'
+mutant ranges-grow-lost \
+  "a read's ranges are lost when their array grows" \
+  'p = realloc (r, alloc * sizeof *p);' \
+  'p = malloc (alloc * sizeof *p);'
+mutant ranges-unbounded \
+  "a read reply fragmented into more than MAX_RANGES pieces is accepted" \
+  '      if (alloc > MAX_RANGES)
+        return -2;
+' \
+  ''
+mutant abandon-nothing \
+  "nbd_shutdown (LIBNBD_SHUTDOWN_ABANDON_PENDING) abandons nothing" \
+  'if (flags & LIBNBD_SHUTDOWN_ABANDON_PENDING) {' \
+  'if (0 && flags & LIBNBD_SHUTDOWN_ABANDON_PENDING) {'
+mutant abandon-partly-sent \
+  "nbd_shutdown (ABANDON_PENDING) abandons a partly sent request" \
+  '    if (cmd && h->send_off)
+      cmd = cmd->next;' \
+  ''
 mutant chunk-callback-minus-one \
   "a chunk callback's -1 is ignored" \
   'status, &error) == -1)' \
