@@ -243,7 +243,9 @@ aio_disconnect (struct nbd_handle *h, uint32_t flags)
       cmd = cmd->next;
     for (; cmd; cmd = next) {
       next = cmd->next;
-      command_fail (cmd, ESHUTDOWN, "command abandoned by nbd_shutdown");
+      /* ENOTCONN, the errno libnbd gives them. */
+      command_fail (cmd, ENOTCONN, "command abandoned by nbd_shutdown "
+                    "before it was sent");
       command_complete (h, cmd);
     }
   }
