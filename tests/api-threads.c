@@ -93,8 +93,12 @@ run (void *arg)
         w->failures++;
         continue;
       }
+      /* Another thread's nbd_poll may complete this command between the
+       * check and this thread's nbd_poll, and then nothing more may come:
+       * threads that share a handle poll with a timeout and check again.
+       */
       while ((r = nbd_aio_command_completed (h, cookie)) == 0)
-        if (nbd_poll (h, -1) == -1)
+        if (nbd_poll (h, 100) == -1)
           break;
       if (r != 1) {
         fprintf (stderr, "thread %d: aio read: %s\n", w->id,
