@@ -94,9 +94,7 @@ check_ready (struct nbd_handle *h)
     set_error (EINVAL, "invalid state: DEAD: the connection died: %s",
                h->dead_reason ? h->dead_reason : "unknown reason");
   else
-    set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
-               "invalid state: %s: the handle must be connected with the "
-               "server", state_name (h));
+    set_state_error (h);
   return -1;
 }
 
@@ -334,9 +332,7 @@ nbd_aio_in_flight (struct nbd_handle *h)
   lock_handle (h);
   if (h->state == STATE_CREATED || h->state == STATE_CONNECTING ||
       h->state == STATE_HANDSHAKE) {
-    set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
-               "invalid state: %s: the handle must be connected with the "
-               "server", state_name (h));
+    set_state_error (h);
     unlock_handle (h);
     return -1;
   }

@@ -201,7 +201,6 @@ static int
 aio_connect_uri (struct nbd_handle *h, const char *str)
 {
   struct nbd_uri u = { 0 };
-  char port[16];
   int r = -1;
 
   CHECK_NOT_NULL (str, -1);
@@ -220,8 +219,7 @@ aio_connect_uri (struct nbd_handle *h, const char *str)
     r = aio_connect_unix (h, u.socket);
     break;
   case URI_TCP:
-    snprintf (port, sizeof port, "%" PRIu32, u.port);
-    r = aio_connect_tcp (h, u.host, u.port_name ? u.port_name : port);
+    r = aio_connect_tcp (h, u.host, u.port_name);
     break;
   case URI_VSOCK:
     r = aio_connect_vsock (h, u.cid, u.port);

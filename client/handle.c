@@ -497,9 +497,7 @@ check_negotiated (struct nbd_handle *h)
 {
   if (!h->negotiated ||
       (h->state != STATE_READY && h->state != STATE_CLOSED)) {
-    set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
-               "invalid state: %s: the handle must be connected with the "
-               "server", state_name (h));
+    set_state_error (h);
     return -1;
   }
   return 0;

@@ -299,6 +299,7 @@ extern void set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
 extern void set_closed (struct nbd_handle *h);
 extern bool is_processing (const struct nbd_handle *h);
 extern const char *state_name (const struct nbd_handle *h);
+extern void set_state_error (const struct nbd_handle *h);
 
 /* commands.c */
 extern struct command *command_new (struct nbd_handle *h, uint16_t type,
@@ -328,7 +329,7 @@ struct nbd_uri {
   enum uri_transport transport;
   bool tls;
   char *host;                   /* TCP host ("localhost" by default) */
-  char *port_name;              /* TCP service, NULL for the default */
+  char *port_name;              /* TCP service ("10809" by default) */
   uint32_t cid, port;           /* vsock */
   char *export;
   char *socket;                 /* Unix socket path */

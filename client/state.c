@@ -73,6 +73,17 @@ is_processing (const struct nbd_handle *h)
     (h->queue.len || h->rphase != RP_HEADER || input_available (h) > 0);
 }
 
+/* The error of a call that needs a connected handle, with libnbd's errno:
+ * ENOTCONN on a handle never connected, EINVAL in any other state.
+ */
+void
+set_state_error (const struct nbd_handle *h)
+{
+  set_error (h->state == STATE_CREATED ? ENOTCONN : EINVAL,
+             "invalid state: %s: the handle must be connected with the "
+             "server", state_name (h));
+}
+
 const char *
 state_name (const struct nbd_handle *h)
 {

@@ -247,8 +247,9 @@ uri_complete (struct nbd_uri *u)
       free (u->host);
       u->host = strdup ("localhost");
     }
-    u->port = 10809;
-    if (u->host == NULL) {
+    if (u->port_name == NULL)
+      u->port_name = strdup ("10809");
+    if (u->host == NULL || u->port_name == NULL) {
       set_error (ENOMEM, "strdup");
       return -1;
     }
