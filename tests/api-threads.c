@@ -20,7 +20,7 @@
  *
  * Usage: api-threads SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 DLYPID2 DLYSOCK3]
  * (nbdkit pattern; two nbdkit --filter=delay pattern 1M delay-read=10,
- * each killed by this test; one with delay-read=2).
+ * each killed by this test; one nbdkit sh that holds each read 2 s).
  */
 
 #include <config.h>

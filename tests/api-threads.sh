@@ -4,13 +4,27 @@
 . "${srcdir:-.}/functions.sh"
 requires nbdkit timeout
 requires_nbdkit_filter delay
+requires_nbdkit_plugin sh
 api_prog api-threads
 tmpdir_setup
 start_nbdkit pat pattern 64M
 # Each killed (kill -9) by the test while a thread waits for a read.
 start_nbdkit dly1 --filter=delay pattern 1M delay-read=10
 start_nbdkit dly2 --filter=delay pattern 1M delay-read=10
-start_nbdkit dly3 --filter=delay pattern 1M delay-read=2
+# Holds every read 2 s in a subprocess, which a client's end of file does
+# not cut short (the delay filter's sleep would be): so only the library
+# can wake a thread waiting on this socket early.
+cat >"$tmpdir/slow.sh" <<'EOF2'
+#!/bin/sh
+case "$1" in
+  thread_model) echo parallel ;;
+  get_size) echo 1048576 ;;
+  pread) sleep 2; head -c "$3" /dev/zero ;;
+  *) exit 2 ;;
+esac
+EOF2
+chmod +x "$tmpdir/slow.sh"
+start_nbdkit dly3 sh "$tmpdir/slow.sh"
 tap_run "threads" "$prog" "$tmpdir/pat.sock" \
   "$tmpdir/dly1.sock" "$tmpdir/dly1.pid" "$tmpdir/dly2.sock" "$tmpdir/dly2.pid" \
   "$tmpdir/dly3.sock"

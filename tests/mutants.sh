@@ -210,6 +210,23 @@ mutant async-unix-connect-created \
     /* One address' \
   'if (0) {
     /* One address'
+mutant wire-enospc \
+  "the wire error 28 is reported as EIO" \
+  'case NBD_ENOSPC: return ENOSPC;' \
+  'case NBD_ENOSPC: return EIO;'
+mutant follower-no-timeout \
+  "a thread waiting for the polling thread ignores its timeout" \
+  'r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);' \
+  'r = pthread_cond_wait (&h->progress, &h->lock);'
+mutant dead-poller-not-woken \
+  "a handle that dies does not wake the thread waiting on its socket" \
+  '    shutdown (h->fd, SHUT_RDWR);' \
+  '    (void) 0;'
+mutant command-during-handshake \
+  "a command is accepted in the middle of the handshake" \
+  'if (h->state == STATE_READY && !h->disconnect_queued)' \
+  'if ((h->state == STATE_READY || h->state == STATE_HANDSHAKE) &&
+      !h->disconnect_queued)'
 mutant unknown-cookie-error \
   "nbd_aio_command_completed of an unknown cookie fails" \
   '  if (cmd && cmd->state == CMD_DONE)
