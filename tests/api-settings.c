@@ -463,6 +463,15 @@ test_negotiating (void)
                    "nbd_pread(3) during the handshake");
   tap_check_fails (nbd_get_size (h), "nbd_get_size", EINVAL,
                    "nbd_get_size(3) during the handshake");
+  /* The state alone refuses it: without strict mode no other check
+   * (bounds against an export size not known yet) can.
+   */
+  if (nbd_set_strict_mode (h, 0) == -1)
+    tap_bail ("nbd_set_strict_mode");
+  tap_check_fails (nbd_aio_pread (h, buf, sizeof buf, 0,
+                                  NBD_NULL_COMPLETION, 0),
+                   "nbd_aio_pread", EINVAL,
+                   "nbd_aio_pread(3) during the handshake, strict mode off");
   tap_ok (nbd_aio_get_fd (h) >= 0,
           "nbd_aio_get_fd(3): a descriptor while connecting");
   tap_ok (nbd_aio_get_direction (h) != 0,
