@@ -110,6 +110,30 @@ typedef struct {
 } nbd_debug_callback;
 #define LIBNBD_HAVE_NBD_DEBUG_CALLBACK 1
 
+typedef struct {
+  int (*callback) (void *user_data, const char *metacontext,
+                   uint64_t offset, uint32_t *entries, size_t nr_entries,
+                   int *error);
+  void *user_data;
+  void (*free) (void *user_data);
+} nbd_extent_callback;
+#define LIBNBD_HAVE_NBD_EXTENT_CALLBACK 1
+
+typedef struct {
+  int (*callback) (void *user_data, const char *name,
+                   const char *description);
+  void *user_data;
+  void (*free) (void *user_data);
+} nbd_list_callback;
+#define LIBNBD_HAVE_NBD_LIST_CALLBACK 1
+
+typedef struct {
+  int (*callback) (void *user_data, const char *name);
+  void *user_data;
+  void (*free) (void *user_data);
+} nbd_context_callback;
+#define LIBNBD_HAVE_NBD_CONTEXT_CALLBACK 1
+
 #define NBD_NULL_COMPLETION ((nbd_completion_callback) { .callback = NULL })
 
 /* Handle life cycle and errors. */
