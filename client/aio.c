@@ -17,7 +17,8 @@ nbd_poll (struct nbd_handle *h, int timeout)
 
   ENTER ();
   lock_handle (h);
-  r = poll_once (h, timeout);
+  r = poll_once (h, timeout, NULL);
+  leave_socket (h);
   unlock_handle (h);
   return r;
 }
@@ -98,23 +99,66 @@ check_ready (struct nbd_handle *h)
   return -1;
 }
 
+/* The commands a server may refuse to support (nbd_set_strict_mode(3),
+ * LIBNBD_STRICT_COMMANDS): refused locally with libnbd's errno.
+ */
+static int
+check_capability (struct nbd_handle *h, uint16_t type, uint32_t flags)
+{
+  bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+    type == NBD_CMD_WRITE_ZEROES;
+  const char *what = NULL;
+
+  if (writes && (h->eflags & NBD_FLAG_READ_ONLY)) {
+    set_error (EPERM, "server does not support write operations");
+    return -1;
+  }
+  switch (type) {
+  case NBD_CMD_FLUSH:
+    if (!(h->eflags & NBD_FLAG_SEND_FLUSH))
+      what = "flush operations";
+    break;
+  case NBD_CMD_TRIM:
+    if (!(h->eflags & NBD_FLAG_SEND_TRIM))
+      what = "trim operations";
+    break;
+  case NBD_CMD_CACHE:
+    if (!(h->eflags & NBD_FLAG_SEND_CACHE))
+      what = "cache operations";
+    break;
+  case NBD_CMD_WRITE_ZEROES:
+    if (!(h->eflags & NBD_FLAG_SEND_WRITE_ZEROES))
+      what = "zero operations";
+    break;
+  }
+  if (what == NULL && (flags & LIBNBD_CMD_FLAG_FUA) &&
+      !(h->eflags & NBD_FLAG_SEND_FUA))
+    what = "the FUA flag";
+  if (what == NULL && (flags & LIBNBD_CMD_FLAG_FAST_ZERO) &&
+      !(h->eflags & NBD_FLAG_SEND_FAST_ZERO))
+    what = "the fast zero flag";
+  if (what == NULL && (flags & LIBNBD_CMD_FLAG_DF) && !can_df (h))
+    what = "the DF flag";
+  if (what) {
+    set_error (EINVAL, "server does not support %s", what);
+    return -1;
+  }
+  return 0;
+}
+
 /* The checks libnbd makes before sending (nbd_set_strict_mode(3)), and the
  * server's maximum payload under LIBNBD_STRICT_BOUNDS (NBD spec "Block
  * size constraints": a client MUST NOT send a larger payload).
  */
 static int
-check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
-               uint64_t offset, size_t count, bool payload)
+check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
+               uint32_t allowed_flags, uint64_t offset, uint64_t count)
 {
+  bool payload = type == NBD_CMD_READ || type == NBD_CMD_WRITE;
   uint64_t end;
 
   if (check_ready (h) == -1)
     return -1;
-  if (count > MAX_REQUEST_SIZE) {
-    set_error (ERANGE, "count: request too large: maximum is %d bytes",
-               MAX_REQUEST_SIZE);
-    return -1;
-  }
   /* Without LIBNBD_STRICT_FLAGS, unknown flags go to the server, which
    * judges them; the wire has room for 16 bits.
    */
@@ -124,9 +168,25 @@ check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
                flags);
     return -1;
   }
-  if ((h->strict & LIBNBD_STRICT_COMMANDS) && (flags & LIBNBD_CMD_FLAG_DF) &&
-      !can_df (h)) {
-    set_error (EINVAL, "server does not support the DF flag");
+  if ((h->strict & LIBNBD_STRICT_COMMANDS) &&
+      check_capability (h, type, flags) == -1)
+    return -1;
+  if (type == NBD_CMD_BLOCK_STATUS && h->nr_meta == 0) {
+    set_error (ENOTSUP, "did not negotiate any metadata contexts: call "
+               "nbd_add_meta_context before connecting, or the server "
+               "does not support them");
+    return -1;
+  }
+  if (type == NBD_CMD_FLUSH)
+    return 0;                   /* no range */
+  if (payload && count > MAX_REQUEST_SIZE) {
+    set_error (ERANGE, "count: request too large: maximum is %d bytes",
+               MAX_REQUEST_SIZE);
+    return -1;
+  }
+  if (count > UINT32_MAX) {
+    set_error (ERANGE, "count: request too large: the protocol's limit "
+               "is 4 GiB - 1");
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0) {
@@ -137,8 +197,8 @@ check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
       (__builtin_add_overflow (offset, count, &end) ||
        end > h->exportsize)) {
     set_error (EINVAL, "request out of bounds: offset %" PRIu64 " + count "
-               "%zu is beyond the export size %" PRIu64, offset, count,
-               h->exportsize);
+               "%" PRIu64 " is beyond the export size %" PRIu64, offset,
+               count, h->exportsize);
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&
@@ -156,22 +216,39 @@ check_request (struct nbd_handle *h, uint32_t flags, uint32_t allowed_flags,
   return 0;
 }
 
+/* Check, queue and send a command; called locked.  The callbacks are owned
+ * from here on: freed exactly once on every path.
+ */
+static int64_t
+aio_command (struct nbd_handle *h, uint16_t type, uint32_t flags,
+             uint32_t allowed_flags, uint64_t offset, uint64_t count,
+             void *data, struct callbacks *cb)
+{
+  struct command *cmd;
+
+  if (check_request (h, type, flags, allowed_flags, offset, count) == -1) {
+    free_callbacks (cb);
+    return -1;
+  }
+  cmd = command_new (h, type, flags, offset, count, data, cb);
+  if (cmd == NULL)
+    return -1;
+  return issue_command (h, cmd);
+}
+
 /* The core of every read call (nbd_aio_pread*, and nbd_pread* through
  * sync.c); called locked.
- * The callbacks are owned from here on: freed exactly once on every path.
  */
 int64_t
 aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
-           nbd_chunk_callback *chunk, nbd_completion_callback *completion,
-           uint32_t flags)
+           struct callbacks *cb, uint32_t flags)
 {
   /* DF belongs to the structured forms only (nbd_pread(3)). */
-  uint32_t allowed = chunk ? LIBNBD_CMD_FLAG_DF : 0;
-  struct command *cmd;
+  uint32_t allowed = cb->chunk.callback ? LIBNBD_CMD_FLAG_DF : 0;
 
   if (buf == NULL) {
     set_error (EFAULT, "buf: the buffer must not be NULL");
-    free_callbacks (chunk, completion);
+    free_callbacks (cb);
     return -1;
   }
   /* Before any other check, so that a failed call never leaves stale
@@ -179,15 +256,60 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
    */
   if (h->pread_initialize)
     memset (buf, 0, count);
-  if (check_request (h, flags, allowed, offset, count, true) == -1) {
-    free_callbacks (chunk, completion);
+  return aio_command (h, NBD_CMD_READ, flags, allowed, offset, count, buf,
+                      cb);
+}
+
+int64_t
+aio_pwrite (struct nbd_handle *h, const void *buf, size_t count,
+            uint64_t offset, struct callbacks *cb, uint32_t flags)
+{
+  if (buf == NULL) {
+    set_error (EFAULT, "buf: the buffer must not be NULL");
+    free_callbacks (cb);
     return -1;
   }
-  cmd = command_new (h, NBD_CMD_READ, flags, offset, count, buf, chunk,
-                     completion);
-  if (cmd == NULL)
-    return -1;
-  return issue_command (h, cmd);
+  /* The request goes out from the caller's buffer, never written to. */
+  return aio_command (h, NBD_CMD_WRITE, flags, LIBNBD_CMD_FLAG_FUA, offset,
+                      count, (void *) buf, cb);
+}
+
+int64_t
+aio_flush (struct nbd_handle *h, struct callbacks *cb, uint32_t flags)
+{
+  return aio_command (h, NBD_CMD_FLUSH, flags, 0, 0, 0, NULL, cb);
+}
+
+int64_t
+aio_trim (struct nbd_handle *h, uint64_t count, uint64_t offset,
+          struct callbacks *cb, uint32_t flags)
+{
+  return aio_command (h, NBD_CMD_TRIM, flags, LIBNBD_CMD_FLAG_FUA, offset,
+                      count, NULL, cb);
+}
+
+int64_t
+aio_cache (struct nbd_handle *h, uint64_t count, uint64_t offset,
+           struct callbacks *cb, uint32_t flags)
+{
+  return aio_command (h, NBD_CMD_CACHE, flags, 0, offset, count, NULL, cb);
+}
+
+int64_t
+aio_zero (struct nbd_handle *h, uint64_t count, uint64_t offset,
+          struct callbacks *cb, uint32_t flags)
+{
+  return aio_command (h, NBD_CMD_WRITE_ZEROES, flags,
+                      LIBNBD_CMD_FLAG_FUA | LIBNBD_CMD_FLAG_NO_HOLE |
+                      LIBNBD_CMD_FLAG_FAST_ZERO, offset, count, NULL, cb);
+}
+
+int64_t
+aio_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                  struct callbacks *cb, uint32_t flags)
+{
+  return aio_command (h, NBD_CMD_BLOCK_STATUS, flags,
+                      LIBNBD_CMD_FLAG_REQ_ONE, offset, count, NULL, cb);
 }
 
 int64_t
@@ -195,11 +317,12 @@ nbd_aio_pread (struct nbd_handle *h, void *buf, size_t count,
                uint64_t offset, nbd_completion_callback completion,
                uint32_t flags)
 {
+  struct callbacks cb = { .completion = completion };
   int64_t r;
 
   ENTER ();
   lock_handle (h);
-  r = aio_pread (h, buf, count, offset, NULL, &completion, flags);
+  r = aio_pread (h, buf, count, offset, &cb, flags);
   unlock_handle (h);
   return r;
 }
@@ -209,11 +332,76 @@ nbd_aio_pread_structured (struct nbd_handle *h, void *buf, size_t count,
                           uint64_t offset, nbd_chunk_callback chunk,
                           nbd_completion_callback completion, uint32_t flags)
 {
+  struct callbacks cb = { .chunk = chunk, .completion = completion };
   int64_t r;
 
   ENTER ();
   lock_handle (h);
-  r = aio_pread (h, buf, count, offset, &chunk, &completion, flags);
+  r = aio_pread (h, buf, count, offset, &cb, flags);
+  unlock_handle (h);
+  return r;
+}
+
+int64_t
+nbd_aio_pwrite (struct nbd_handle *h, const void *buf, size_t count,
+                uint64_t offset, nbd_completion_callback completion,
+                uint32_t flags)
+{
+  struct callbacks cb = { .completion = completion };
+  int64_t r;
+
+  ENTER ();
+  lock_handle (h);
+  r = aio_pwrite (h, buf, count, offset, &cb, flags);
+  unlock_handle (h);
+  return r;
+}
+
+int64_t
+nbd_aio_flush (struct nbd_handle *h, nbd_completion_callback completion,
+               uint32_t flags)
+{
+  struct callbacks cb = { .completion = completion };
+  int64_t r;
+
+  ENTER ();
+  lock_handle (h);
+  r = aio_flush (h, &cb, flags);
+  unlock_handle (h);
+  return r;
+}
+
+/* nbd_aio_trim, nbd_aio_cache, nbd_aio_zero: a range and a completion. */
+#define AIO_RANGE_COMMAND(name)                                         \
+  int64_t                                                               \
+  nbd_aio_##name (struct nbd_handle *h, uint64_t count, uint64_t offset, \
+                  nbd_completion_callback completion, uint32_t flags)   \
+  {                                                                     \
+    struct callbacks cb = { .completion = completion };                 \
+    int64_t r;                                                          \
+                                                                        \
+    ENTER ();                                                           \
+    lock_handle (h);                                                    \
+    r = aio_##name (h, count, offset, &cb, flags);                      \
+    unlock_handle (h);                                                  \
+    return r;                                                           \
+  }
+
+AIO_RANGE_COMMAND (trim)
+AIO_RANGE_COMMAND (cache)
+AIO_RANGE_COMMAND (zero)
+
+int64_t
+nbd_aio_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                      nbd_extent_callback extent,
+                      nbd_completion_callback completion, uint32_t flags)
+{
+  struct callbacks cb = { .extent = extent, .completion = completion };
+  int64_t r;
+
+  ENTER ();
+  lock_handle (h);
+  r = aio_block_status (h, count, offset, &cb, flags);
   unlock_handle (h);
   return r;
 }
@@ -247,7 +435,8 @@ aio_disconnect (struct nbd_handle *h, uint32_t flags)
       command_complete (h, cmd);
     }
   }
-  cmd = command_new (h, NBD_CMD_DISC, 0, 0, 0, NULL, NULL, NULL);
+  cmd = command_new (h, NBD_CMD_DISC, 0, 0, 0, NULL,
+                     &(struct callbacks) { 0 });
   if (cmd == NULL)
     return -1;
   h->disconnect_queued = true;

@@ -122,34 +122,32 @@ command_lookup (struct nbd_handle *h, uint64_t cookie)
 
 /* ----- Life cycle. ----- */
 
-/* Call each callback's .free once, chunk before completion (libnbd(3)
- * "Callback lifetimes"), and forget them.
+/* Call each callback's .free once, chunk or extent before completion
+ * (libnbd(3) "Callback lifetimes"), and forget them.
  */
 void
-free_callbacks (nbd_chunk_callback *chunk,
-                nbd_completion_callback *completion)
+free_callbacks (struct callbacks *cb)
 {
-  if (chunk && chunk->free)
-    chunk->free (chunk->user_data);
-  if (completion && completion->free)
-    completion->free (completion->user_data);
-  if (chunk)
-    *chunk = (nbd_chunk_callback) { .callback = NULL };
-  if (completion)
-    *completion = (nbd_completion_callback) { .callback = NULL };
+  if (cb->chunk.free)
+    cb->chunk.free (cb->chunk.user_data);
+  if (cb->extent.free)
+    cb->extent.free (cb->extent.user_data);
+  if (cb->completion.free)
+    cb->completion.free (cb->completion.user_data);
+  memset (cb, 0, sizeof *cb);
 }
 
 /* Make a command; it owns the callbacks from here on, even on failure. */
 struct command *
 command_new (struct nbd_handle *h, uint16_t type, uint16_t flags,
              uint64_t offset, uint32_t count, void *data,
-             nbd_chunk_callback *chunk, nbd_completion_callback *completion)
+             struct callbacks *cb)
 {
   struct command *cmd = calloc (1, sizeof *cmd);
 
   if (cmd == NULL) {
     set_error (errno, "calloc");
-    free_callbacks (chunk, completion);
+    free_callbacks (cb);
     return NULL;
   }
   cmd->type = type;
@@ -157,10 +155,7 @@ command_new (struct nbd_handle *h, uint16_t type, uint16_t flags,
   cmd->offset = offset;
   cmd->count = count;
   cmd->data = data;
-  if (chunk)
-    cmd->chunk = *chunk;
-  if (completion)
-    cmd->completion = *completion;
+  cmd->cb = *cb;
   cmd->ranges = &cmd->first_range;
   cmd->ranges_alloc = 1;
   return cmd;
@@ -233,19 +228,20 @@ command_complete (struct nbd_handle *h, struct command *cmd)
                   "covers %" PRIu64 " of %" PRIu32 " bytes (a successful "
                   "read must cover the whole request)",
                   cmd->covered, cmd->count);
-  if (cmd->completion.callback) {
+  if (cmd->cb.completion.callback) {
     int error = cmd->error;
 
     /* A -1 fails the command with the error the callback stored; with
      * none stored it changes nothing (as in libnbd 1.14).
      */
-    r = cmd->completion.callback (cmd->completion.user_data, &error);
+    r = cmd->cb.completion.callback (cmd->cb.completion.user_data, &error);
     if (r == -1 && error)
       cmd->error = error;
   }
   debug (h, "cookie %" PRIu64 " completed: %s", cmd->cookie,
          cmd->error ? strerror (cmd->error) : "success");
   list_append (&h->done, cmd);
+  wake_command_waiter (cmd);
   if (r == 1)
     command_retire (h, cmd);
 }
@@ -256,7 +252,7 @@ command_retire (struct nbd_handle *h, struct command *cmd)
 {
   list_remove (&h->done, cmd);
   hash_remove (h, cmd);
-  free_callbacks (&cmd->chunk, &cmd->completion);
+  free_callbacks (&cmd->cb);
   command_free (cmd);
 }
 
@@ -315,7 +311,7 @@ commands_free_all (struct nbd_handle *h)
       struct command *cmd = lists[i]->head;
 
       list_remove (lists[i], cmd);
-      free_callbacks (&cmd->chunk, &cmd->completion);
+      free_callbacks (&cmd->cb);
       command_free (cmd);
     }
   h->hash_count = 0;

@@ -17,22 +17,6 @@
 
 static atomic_uint handle_serial;
 
-/* The condition poll_once waits on, timed by the monotonic clock. */
-static int
-init_progress (pthread_cond_t *cond)
-{
-  pthread_condattr_t attr;
-  int r;
-
-  if (pthread_condattr_init (&attr) != 0)
-    return -1;
-  r = pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-  if (r == 0)
-    r = pthread_cond_init (cond, &attr);
-  pthread_condattr_destroy (&attr);
-  return r;
-}
-
 struct nbd_handle *
 nbd_create (void)
 {
@@ -60,10 +44,6 @@ nbd_create (void)
     goto err;
   if (pthread_mutex_init (&h->lock, NULL) != 0)
     goto err;
-  if (init_progress (&h->progress) != 0) {
-    pthread_mutex_destroy (&h->lock);
-    goto err;
-  }
   s = getenv ("LIBNBD_DEBUG");
   h->debug = s && strcmp (s, "1") == 0;
   return h;
@@ -112,12 +92,12 @@ nbd_close (struct nbd_handle *h)
   free_string_list (h->request_meta, h->nr_request_meta);
   free (h->hash);
   free (h->inbuf);
+  free (h->extents);
   free (h->obuf);
   free (h->uri);
   free (h->dead_reason);
   free (h->export_name);
   free (h->hname);
-  pthread_cond_destroy (&h->progress);
   pthread_mutex_destroy (&h->lock);
   free (h);
 }

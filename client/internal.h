@@ -68,6 +68,16 @@
 
 #define MAX_META_CONTEXTS 256
 
+/* Largest block status chunk accepted: a context id and 2^20 descriptors,
+ * the most the NBD spec lets a server send in one chunk.  A larger chunk
+ * fails its command and is skipped, so memory stays bounded.
+ */
+#define MAX_EXTENTS (1 << 20)
+#define MAX_BLOCK_STATUS_CHUNK (4 + 8 * MAX_EXTENTS)
+
+/* A block status buffer up to this size is kept for the next reply. */
+#define KEEP_EXTENTS_BUFFER (64 * 1024)
+
 enum state {
   STATE_CREATED,
   STATE_CONNECTING,             /* non-blocking connect(2) in progress */
@@ -91,6 +101,7 @@ enum reply_phase {
   RP_HEADER,                    /* reading a reply or chunk header */
   RP_DATA,                      /* reading read data into the buffer */
   RP_PAYLOAD,                   /* buffering a small chunk payload */
+  RP_EXTENTS,                   /* reading a block status payload */
   RP_DISCARD,                   /* skipping a payload we refused */
 };
 
@@ -114,6 +125,13 @@ struct range {
 
 enum cmd_state { CMD_QUEUED, CMD_IN_FLIGHT, CMD_DONE };
 
+/* A command's callbacks; each unused one has .callback == NULL. */
+struct callbacks {
+  nbd_chunk_callback chunk;     /* structured reads */
+  nbd_extent_callback extent;   /* block status */
+  nbd_completion_callback completion;
+};
+
 struct command {
   struct command *prev, *next;  /* in one of h->queue, inflight, done */
   struct command *hash_next;    /* chain in h->hash */
@@ -124,8 +142,8 @@ struct command {
   uint32_t count;
   void *data;                   /* read buffer or write payload */
   struct nbd_request request;   /* the request, already in wire order */
-  nbd_chunk_callback chunk;
-  nbd_completion_callback completion;
+  struct callbacks cb;
+  struct waiter *waiter;        /* the thread waiting for it, if any */
   int error;                    /* first error seen, 0 = success */
   char *error_msg;              /* why, when the library decided */
   unsigned content_chunks;      /* data and hole chunks seen (DF rule) */
@@ -133,6 +151,14 @@ struct command {
   struct range first_range;     /* ranges[] when nr_ranges <= 1 */
   struct range *ranges;
   size_t nr_ranges, ranges_alloc;
+};
+
+/* A thread sleeping on the handle (wait.c). */
+struct waiter {
+  pthread_cond_t cond;
+  struct waiter *prev, *next;   /* in h->waiters */
+  struct command *cmd;          /* what it waits for; NULL: any progress */
+  bool woken;
 };
 
 struct cmd_list {
@@ -147,8 +173,10 @@ struct meta_context {
 
 struct nbd_handle {
   pthread_mutex_t lock;
-  pthread_cond_t progress;      /* the poller made progress (poll_once) */
-  bool polling;                 /* a thread is waiting on the socket */
+  bool polling;                 /* a thread polls for replies (leader) */
+  bool polling_out;             /* ... and for POLLOUT too */
+  bool write_polling;           /* a thread polls only to send more */
+  struct waiter *waiters, *waiters_tail;  /* threads asleep (wait.c) */
   char *hname;
   uintptr_t private_data;
 
@@ -224,6 +252,8 @@ struct nbd_handle {
   char *rdest;                  /* data: where the next byte goes */
   bool large_reads;             /* the last data payload was LARGE_READ+ */
   size_t rleft;                 /* data / discard: bytes still to come */
+  char *extents;                /* block status payload buffer */
+  size_t extents_alloc;
   unsigned recv_budget;         /* recv calls left in this run (machine.c) */
 };
 
@@ -234,7 +264,7 @@ struct nbd_handle {
  *   driver         machine.c
  *   phases         socket.c  handshake.c  reply.c   (and uri.c, a parser)
  *   commands       commands.c
- *   below all      state.c  transport.c  errors.c  protocol.h
+ *   below all      state.c  transport.c  errors.c  wait.c  protocol.h
  */
 
 /* errors.c */
@@ -293,6 +323,14 @@ extern void input_consume (struct nbd_handle *h, size_t n);
 extern int input_read_into (struct nbd_handle *h, char **dest, size_t *left);
 extern int input_discard (struct nbd_handle *h, size_t *left);
 
+/* wait.c */
+extern void wake_command_waiter (struct command *cmd);
+extern void wake_progress_waiters (struct nbd_handle *h);
+extern void wake_successor (struct nbd_handle *h);
+extern void wake_all_waiters (struct nbd_handle *h);
+extern int wait_for_wakeup (struct nbd_handle *h, struct command *cmd,
+                            int timeout);
+
 /* state.c */
 extern void set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 3, 4)));
@@ -305,8 +343,7 @@ extern void set_state_error (const struct nbd_handle *h);
 extern struct command *command_new (struct nbd_handle *h, uint16_t type,
                                     uint16_t flags, uint64_t offset,
                                     uint32_t count, void *data,
-                                    nbd_chunk_callback *chunk,
-                                    nbd_completion_callback *completion);
+                                    struct callbacks *cb);
 extern int64_t command_submit (struct nbd_handle *h, struct command *cmd);
 extern struct command *command_lookup (struct nbd_handle *h, uint64_t cookie);
 extern void command_fail (struct command *cmd, int errnum,
@@ -318,8 +355,7 @@ extern int command_result (struct nbd_handle *h, struct command *cmd);
 extern void commands_abort_all (struct nbd_handle *h);
 extern void commands_free_all (struct nbd_handle *h);
 extern int commands_send (struct nbd_handle *h);
-extern void free_callbacks (nbd_chunk_callback *chunk,
-                            nbd_completion_callback *completion);
+extern void free_callbacks (struct callbacks *cb);
 extern int ranges_add (struct command *cmd, uint64_t start, uint64_t end);
 
 /* uri.c */
@@ -358,13 +394,31 @@ extern int reply_step (struct nbd_handle *h);
 extern int run_machine (struct nbd_handle *h);
 extern int64_t issue_command (struct nbd_handle *h, struct command *cmd);
 extern unsigned direction (const struct nbd_handle *h);
-extern int poll_once (struct nbd_handle *h, int timeout);
+extern int poll_once (struct nbd_handle *h, int timeout,
+                      struct command *cmd);
+extern void leave_socket (struct nbd_handle *h);
 
 /* aio.c */
 extern int64_t aio_pread (struct nbd_handle *h, void *buf, size_t count,
-                          uint64_t offset, nbd_chunk_callback *chunk,
-                          nbd_completion_callback *completion,
+                          uint64_t offset, struct callbacks *cb,
                           uint32_t flags);
+extern int64_t aio_pwrite (struct nbd_handle *h, const void *buf,
+                           size_t count, uint64_t offset,
+                           struct callbacks *cb, uint32_t flags);
+extern int64_t aio_flush (struct nbd_handle *h, struct callbacks *cb,
+                          uint32_t flags);
+extern int64_t aio_trim (struct nbd_handle *h, uint64_t count,
+                         uint64_t offset, struct callbacks *cb,
+                         uint32_t flags);
+extern int64_t aio_cache (struct nbd_handle *h, uint64_t count,
+                          uint64_t offset, struct callbacks *cb,
+                          uint32_t flags);
+extern int64_t aio_zero (struct nbd_handle *h, uint64_t count,
+                         uint64_t offset, struct callbacks *cb,
+                         uint32_t flags);
+extern int64_t aio_block_status (struct nbd_handle *h, uint64_t count,
+                                 uint64_t offset, struct callbacks *cb,
+                                 uint32_t flags);
 extern int aio_disconnect (struct nbd_handle *h, uint32_t flags);
 
 /* sync.c */

@@ -98,41 +98,79 @@ direction (const struct nbd_handle *h)
   }
 }
 
-/* Another thread is waiting on the socket: wait for it to make progress
- * (it may read the reply this thread waits for) instead of polling too,
- * which could sleep on a socket whose data the other thread took.
+/* The socket closed under a thread that polled it: the last poller out
+ * closes it (close_connection in state.c only shut it down).
  */
 static int
-wait_for_poller (struct nbd_handle *h, int timeout)
+poller_saw_end (struct nbd_handle *h)
 {
-  struct timespec deadline;
+  if (!h->polling && !h->write_polling)
+    h->transport->close (h);
+  wake_all_waiters (h);
+  set_error (ENOTCONN, "the connection %s while waiting",
+             h->state == STATE_DEAD ? "died" : "closed");
+  return -1;
+}
+
+/* poll(2) on the handle's socket without the lock. */
+static int
+poll_unlocked (struct nbd_handle *h, short events, int timeout,
+               short *revents)
+{
+  struct pollfd fds = { .fd = h->fd, .events = events };
   int r;
 
-  if (timeout < 0) {
-    pthread_cond_wait (&h->progress, &h->lock);
-    return 1;
+  unlock_handle (h);
+  do
+    r = poll (&fds, 1, timeout);
+  while (r == -1 && errno == EINTR);
+  lock_handle (h);
+  *revents = fds.revents;
+  return r;
+}
+
+/* The leader polls only for replies, but a request is waiting to be sent
+ * (its sendmsg hit EAGAIN): poll for POLLOUT alongside the leader and send
+ * the rest, so the request never waits for a reply that may not come.
+ */
+static int
+poll_to_send (struct nbd_handle *h, int timeout)
+{
+  short revents;
+  int r;
+
+  h->write_polling = true;
+  r = poll_unlocked (h, POLLOUT, timeout, &revents);
+  h->write_polling = false;
+  if (h->state == STATE_DEAD || h->state == STATE_CLOSED)
+    return poller_saw_end (h);
+  if (r == -1) {
+    set_error (errno, "poll: %s", strerror (errno));
+    return -1;
   }
-  clock_gettime (CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout / 1000;
-  deadline.tv_nsec += (timeout % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
+  if (r > 0 && h->state == STATE_READY &&
+      commands_send (h) == IO_ERROR) {
+    set_dead (h, errno, "send: %s", strerror (errno));
+    settle (h);
+    return -1;
   }
-  r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);
-  return r == ETIMEDOUT ? 0 : 1;
+  return r > 0;
 }
 
 /* Wait up to timeout ms for the socket, then advance.  Called with the lock
  * held; drops it while blocked so other threads can queue commands.  One
- * thread at a time waits on the socket (the leader) and handles whatever
- * arrives, for every thread; the others wait for it to make progress.
+ * thread at a time polls for replies (the leader) and handles whatever
+ * arrives, for every thread; the others sleep (wait.c) until their command
+ * completes, or, with cmd NULL, until the leader made progress.  A thread
+ * whose request cannot be sent while the leader polls only for replies
+ * polls to send it (poll_to_send).
+ * Returns 1 if something happened, 0 on timeout, -1 on error.
  */
 int
-poll_once (struct nbd_handle *h, int timeout)
+poll_once (struct nbd_handle *h, int timeout, struct command *cmd)
 {
-  struct pollfd fds;
   unsigned dir = direction (h);
+  short events, revents;
   int r;
 
   if (dir == 0 || h->fd < 0) {
@@ -140,38 +178,40 @@ poll_once (struct nbd_handle *h, int timeout)
                state_name (h));
     return -1;
   }
-  if (h->polling)
-    return wait_for_poller (h, timeout);
+  if (h->polling) {
+    if ((dir & LIBNBD_AIO_DIRECTION_WRITE) && !h->polling_out &&
+        !h->write_polling)
+      return poll_to_send (h, timeout);
+    return wait_for_wakeup (h, cmd, timeout);
+  }
   if (h->transport && h->transport->pending (h))
     r = 1;
   else {
-    fds.fd = h->fd;
-    fds.events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
+    events = (dir & LIBNBD_AIO_DIRECTION_READ ? POLLIN : 0) |
       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
-    fds.revents = 0;
     h->polling = true;
-    unlock_handle (h);
-    do
-      r = poll (&fds, 1, timeout);
-    while (r == -1 && errno == EINTR);
-    lock_handle (h);
+    h->polling_out = events & POLLOUT;
+    r = poll_unlocked (h, events, timeout, &revents);
     h->polling = false;
-    if (h->state == STATE_DEAD || h->state == STATE_CLOSED) {
-      /* It died while we waited: ours to close (close_connection). */
-      h->transport->close (h);
-      pthread_cond_broadcast (&h->progress);
-      set_error (ENOTCONN, "the connection %s while waiting",
-                 h->state == STATE_DEAD ? "died" : "closed");
-      return -1;
-    }
+    if (h->state == STATE_DEAD || h->state == STATE_CLOSED)
+      return poller_saw_end (h);
     if (r == -1) {
       set_error (errno, "poll: %s", strerror (errno));
-      pthread_cond_broadcast (&h->progress);
+      wake_progress_waiters (h);
       return -1;
     }
   }
   if (r > 0)
     r = run_machine (h) == -1 ? -1 : 1;
-  pthread_cond_broadcast (&h->progress);
+  wake_progress_waiters (h);
   return r;
+}
+
+/* This thread stops waiting on the handle: if it led, another thread
+ * takes over.
+ */
+void
+leave_socket (struct nbd_handle *h)
+{
+  wake_successor (h);
 }

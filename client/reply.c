@@ -41,10 +41,10 @@ call_chunk (struct command *cmd, const void *subbuf, size_t count,
 {
   int error;
 
-  if (cmd->chunk.callback == NULL)
+  if (cmd->cb.chunk.callback == NULL)
     return;
   error = status == LIBNBD_READ_ERROR ? server_error : cmd->error;
-  if (cmd->chunk.callback (cmd->chunk.user_data, subbuf, count, offset,
+  if (cmd->cb.chunk.callback (cmd->cb.chunk.user_data, subbuf, count, offset,
                            status, &error) == -1)
     command_fail (cmd, error ? error : EPROTO, "chunk callback failed: %s",
                   strerror (error ? error : EPROTO));
@@ -148,6 +148,12 @@ simple_reply (struct nbd_handle *h)
   }
   input_consume (h, sizeof (struct nbd_simple_reply));
   h->rcmd = cmd;
+  /* NBD spec, NBD_CMD_BLOCK_STATUS: success comes in BLOCK_STATUS chunks.
+   * No payload follows a simple reply, so only the command fails.
+   */
+  if (cmd->type == NBD_CMD_BLOCK_STATUS && error == 0)
+    command_fail (cmd, EPROTO, VIOLATION "simple reply without an error "
+                  "to a block status request");
   if (error) {
     command_fail (cmd, errno_from_wire (error),
                   "server replied with error %" PRIu32 " (%s)", error,
@@ -167,6 +173,143 @@ simple_reply (struct nbd_handle *h)
   command_complete (h, cmd);
   next_reply (h);
   return 0;
+}
+
+/* A BLOCK_STATUS chunk of length bytes follows: read it whole into the
+ * handle's extents buffer, or skip it if it cannot be a valid chunk or is
+ * too large to hold (the stream stays in step: its length is known).
+ */
+static int
+start_extents (struct nbd_handle *h, uint32_t length)
+{
+  struct command *cmd = h->rcmd;
+
+  if (length < 12 || (length - 4) % 8 != 0) {
+    command_fail (cmd, EPROTO, VIOLATION "BLOCK_STATUS chunk with a payload "
+                  "of %" PRIu32 " bytes (a context id and 8 bytes per "
+                  "descriptor, at least one)", length);
+    reject_chunk (h, length);
+    return 0;
+  }
+  if (length > MAX_BLOCK_STATUS_CHUNK) {
+    command_fail (cmd, EPROTO, VIOLATION "BLOCK_STATUS chunk with %" PRIu32
+                  " descriptors (the limit is %d)", (length - 4) / 8,
+                  MAX_EXTENTS);
+    reject_chunk (h, length);
+    return 0;
+  }
+  if (h->extents_alloc < length) {
+    char *p = realloc (h->extents, length);
+
+    if (p == NULL) {
+      command_fail (cmd, ENOMEM, "cannot hold a BLOCK_STATUS chunk of %"
+                    PRIu32 " bytes", length);
+      reject_chunk (h, length);
+      return 0;
+    }
+    h->extents = p;
+    h->extents_alloc = length;
+  }
+  h->rdest = h->extents;
+  h->rleft = length;
+  h->rphase = RP_EXTENTS;
+  return 0;
+}
+
+static const char *
+meta_context_name (const struct nbd_handle *h, uint32_t id)
+{
+  for (size_t i = 0; i < h->nr_meta; i++)
+    if (h->meta[i].id == id)
+      return h->meta[i].name;
+  return NULL;
+}
+
+/* Check the descriptors of a block status chunk (NBD spec,
+ * NBD_REPLY_TYPE_BLOCK_STATUS, and ../../shared/PROTOCOL.md section 4),
+ * converting them to host order in place.  An extent crossing the end of
+ * the export is cut there.  Returns false with the command failed.
+ */
+static bool
+check_extents (struct nbd_handle *h, struct command *cmd, uint32_t *entries,
+               size_t n)
+{
+  uint64_t pos = cmd->offset, request_end;
+
+  if (__builtin_add_overflow (cmd->offset, cmd->count, &request_end))
+    request_end = UINT64_MAX;
+
+  if ((cmd->flags & LIBNBD_CMD_FLAG_REQ_ONE) && n != 1) {
+    command_fail (cmd, EPROTO, VIOLATION "%zu descriptors in a BLOCK_STATUS "
+                  "chunk although the request asked for one (REQ_ONE)", n);
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    uint32_t len = be32toh (entries[2 * i]);
+
+    entries[2 * i] = len;
+    entries[2 * i + 1] = be32toh (entries[2 * i + 1]);
+    if (len == 0) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor %zu has "
+                    "length 0", i);
+      return false;
+    }
+    if (pos >= h->exportsize) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor %zu "
+                    "starts at %" PRIu64 ", at or past the end of the "
+                    "export (%" PRIu64 ")", i, pos, h->exportsize);
+      return false;
+    }
+    if ((cmd->flags & LIBNBD_CMD_FLAG_REQ_ONE) && len > cmd->count) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor of %"
+                    PRIu32 " bytes for a REQ_ONE request of %" PRIu32,
+                    len, cmd->count);
+      return false;
+    }
+    if (pos >= request_end) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor %zu "
+                    "starts at %" PRIu64 ", past the request [%" PRIu64
+                    ", +%" PRIu32 ")", i, pos, cmd->offset, cmd->count);
+      return false;
+    }
+    if (len > h->exportsize - pos) {
+      debug (h, "block status extent cut at the end of the export");
+      entries[2 * i] = len = h->exportsize - pos;
+    }
+    pos += len;
+  }
+  return true;
+}
+
+/* A whole BLOCK_STATUS chunk is in h->extents: check it and pass it to the
+ * extent callback (with the error seen so far; -1 fails the command).
+ */
+static void
+extents_chunk (struct nbd_handle *h)
+{
+  struct command *cmd = h->rcmd;
+  uint32_t id = get32 (h->extents);
+  uint32_t *entries = (uint32_t *) (h->extents + 4);
+  size_t n = (h->rlength - 4) / 8;
+  const char *name = meta_context_name (h, id);
+  int error;
+
+  if (name == NULL)
+    command_fail (cmd, EPROTO, VIOLATION "BLOCK_STATUS chunk for context id "
+                  "%" PRIu32 ", which was not negotiated", id);
+  else if (check_extents (h, cmd, entries, n) &&
+           cmd->cb.extent.callback) {
+    error = cmd->error;
+    if (cmd->cb.extent.callback (cmd->cb.extent.user_data, name,
+                                 cmd->offset, entries, 2 * n, &error) == -1)
+      command_fail (cmd, error ? error : EPROTO, "extent callback failed: "
+                    "%s", strerror (error ? error : EPROTO));
+  }
+  if (h->extents_alloc > KEEP_EXTENTS_BUFFER) {
+    free (h->extents);
+    h->extents = NULL;
+    h->extents_alloc = 0;
+  }
 }
 
 /* The 20 byte structured reply header is in the input buffer. */
@@ -235,11 +378,17 @@ structured_reply (struct nbd_handle *h)
     h->rphase = RP_PAYLOAD;
     return 0;
 
+  case NBD_REPLY_TYPE_BLOCK_STATUS:
+    if (cmd->type != NBD_CMD_BLOCK_STATUS) {
+      set_dead (h, EPROTO, VIOLATION "BLOCK_STATUS chunk in reply to a "
+                "command that is not block status");
+      return -1;
+    }
+    return start_extents (h, length);
+
   default:
     if (!NBD_REPLY_TYPE_IS_ERR (type)) {
-      set_dead (h, EPROTO, VIOLATION "%s chunk type %" PRIu16 " in reply "
-                "to a read", type == NBD_REPLY_TYPE_BLOCK_STATUS
-                ? "unexpected" : "unknown", type);
+      set_dead (h, EPROTO, VIOLATION "unknown chunk type %" PRIu16, type);
       return -1;
     }
     if (length < sizeof (struct nbd_chunk_error) ||
@@ -426,6 +575,14 @@ reply_step (struct nbd_handle *h)
       }
       else
         chunk_done (h);
+      break;
+
+    case RP_EXTENTS:
+      r = input_read_into (h, &h->rdest, &h->rleft);
+      if (r == IO_DONE) {
+        extents_chunk (h);
+        chunk_done (h);
+      }
       break;
 
     case RP_PAYLOAD:

@@ -13,19 +13,19 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* Close the connection; if another thread is waiting on the socket, shut
- * it down instead, which wakes that thread, and let it close (poll_once).
+/* Close the connection; if another thread is polling the socket, shut it
+ * down instead, which wakes that thread, and let it close (poll_once).
  */
 static void
 close_connection (struct nbd_handle *h)
 {
   if (h->transport == NULL)
     return;
-  if (h->polling && h->fd >= 0)
+  if ((h->polling || h->write_polling) && h->fd >= 0)
     shutdown (h->fd, SHUT_RDWR);
   else
     h->transport->close (h);
-  pthread_cond_broadcast (&h->progress);
+  wake_all_waiters (h);
 }
 
 /* The connection is unusable: record why and close the socket.  The error

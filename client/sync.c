@@ -9,8 +9,9 @@ int
 wait_for_connected (struct nbd_handle *h)
 {
   while (h->state == STATE_CONNECTING || h->state == STATE_HANDSHAKE)
-    if (poll_once (h, -1) == -1)
+    if (poll_once (h, -1, NULL) == -1)
       break;
+  leave_socket (h);
   return h->state == STATE_READY ? 0 : -1;
 }
 
@@ -18,35 +19,41 @@ wait_for_connected (struct nbd_handle *h)
 int
 wait_for_command (struct nbd_handle *h, int64_t cookie)
 {
+  int r;
+
   for (;;) {
     struct command *cmd = command_lookup (h, cookie);
 
     if (cmd == NULL) {
       set_error (EINVAL, "command %" PRId64 " disappeared", cookie);
-      return -1;
+      r = -1;
+      break;
     }
-    if (cmd->state == CMD_DONE)
-      return command_result (h, cmd) == 1 ? 0 : -1;
-    if (poll_once (h, -1) == -1) {
+    if (cmd->state == CMD_DONE) {
+      r = command_result (h, cmd) == 1 ? 0 : -1;
+      break;
+    }
+    if (poll_once (h, -1, cmd) == -1) {
       /* A dead handle has failed the command: report that instead. */
       cmd = command_lookup (h, cookie);
-      if (cmd == NULL || cmd->state != CMD_DONE)
-        return -1;
+      if (cmd == NULL || cmd->state != CMD_DONE) {
+        r = -1;
+        break;
+      }
     }
   }
+  leave_socket (h);
+  return r;
 }
 
-/* Core of nbd_pread_structured and nbd_pread. */
+/* Finish a blocking command call: wait for the command the aio core
+ * issued (cookie, or -1 if it refused) and unlock.
+ */
 static int
-sync_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
-            nbd_chunk_callback *chunk, uint32_t flags)
+finish_sync (struct nbd_handle *h, int64_t cookie)
 {
-  int64_t cookie;
-  int r;
+  int r = cookie == -1 ? -1 : wait_for_command (h, cookie);
 
-  lock_handle (h);
-  cookie = aio_pread (h, buf, count, offset, chunk, NULL, flags);
-  r = cookie == -1 ? -1 : wait_for_command (h, cookie);
   unlock_handle (h);
   return r;
 }
@@ -55,8 +62,11 @@ int
 nbd_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
            uint32_t flags)
 {
+  struct callbacks cb = { .chunk.callback = NULL };
+
   ENTER ();
-  return sync_pread (h, buf, count, offset, NULL, flags);
+  lock_handle (h);
+  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags));
 }
 
 int
@@ -64,8 +74,60 @@ nbd_pread_structured (struct nbd_handle *h, void *buf, size_t count,
                       uint64_t offset, nbd_chunk_callback chunk,
                       uint32_t flags)
 {
+  struct callbacks cb = { .chunk = chunk };
+
   ENTER ();
-  return sync_pread (h, buf, count, offset, &chunk, flags);
+  lock_handle (h);
+  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags));
+}
+
+int
+nbd_pwrite (struct nbd_handle *h, const void *buf, size_t count,
+            uint64_t offset, uint32_t flags)
+{
+  struct callbacks cb = { .chunk.callback = NULL };
+
+  ENTER ();
+  lock_handle (h);
+  return finish_sync (h, aio_pwrite (h, buf, count, offset, &cb, flags));
+}
+
+int
+nbd_flush (struct nbd_handle *h, uint32_t flags)
+{
+  struct callbacks cb = { .chunk.callback = NULL };
+
+  ENTER ();
+  lock_handle (h);
+  return finish_sync (h, aio_flush (h, &cb, flags));
+}
+
+/* nbd_trim, nbd_cache, nbd_zero: a range, no callback. */
+#define SYNC_RANGE_COMMAND(name)                                        \
+  int                                                                   \
+  nbd_##name (struct nbd_handle *h, uint64_t count, uint64_t offset,    \
+              uint32_t flags)                                           \
+  {                                                                     \
+    struct callbacks cb = { .chunk.callback = NULL };                   \
+                                                                        \
+    ENTER ();                                                           \
+    lock_handle (h);                                                    \
+    return finish_sync (h, aio_##name (h, count, offset, &cb, flags));  \
+  }
+
+SYNC_RANGE_COMMAND (trim)
+SYNC_RANGE_COMMAND (cache)
+SYNC_RANGE_COMMAND (zero)
+
+int
+nbd_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                  nbd_extent_callback extent, uint32_t flags)
+{
+  struct callbacks cb = { .extent = extent };
+
+  ENTER ();
+  lock_handle (h);
+  return finish_sync (h, aio_block_status (h, count, offset, &cb, flags));
 }
 
 /* nbd_shutdown(3): disconnect (unless nbd_aio_disconnect already asked
@@ -83,8 +145,9 @@ nbd_shutdown (struct nbd_handle *h, uint32_t flags)
     r = aio_disconnect (h, flags);
   if (r == 0) {
     while (h->state == STATE_READY)
-      if (poll_once (h, -1) == -1)
+      if (poll_once (h, -1, NULL) == -1)
         break;
+    leave_socket (h);
     r = h->state == STATE_CLOSED ? 0 : -1;
   }
   unlock_handle (h);

@@ -366,6 +366,68 @@ extern int64_t nbd_aio_pread_structured (struct nbd_handle *h, void *buf,
                                          uint32_t flags)
   LIBNBD_ATTRIBUTE_NONNULL (1, 2);
 #define LIBNBD_HAVE_NBD_AIO_PREAD_STRUCTURED 1
+extern int nbd_pwrite (struct nbd_handle *h, const void *buf, size_t count,
+                       uint64_t offset, uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define LIBNBD_HAVE_NBD_PWRITE 1
+extern int nbd_flush (struct nbd_handle *h, uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_FLUSH 1
+extern int nbd_trim (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                     uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_TRIM 1
+extern int nbd_cache (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                      uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_CACHE 1
+extern int nbd_zero (struct nbd_handle *h, uint64_t count, uint64_t offset,
+                     uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_ZERO 1
+extern int nbd_block_status (struct nbd_handle *h, uint64_t count,
+                             uint64_t offset,
+                             nbd_extent_callback extent_callback,
+                             uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_BLOCK_STATUS 1
+extern int64_t nbd_aio_pwrite (struct nbd_handle *h, const void *buf,
+                               size_t count, uint64_t offset,
+                               nbd_completion_callback completion_callback,
+                               uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define LIBNBD_HAVE_NBD_AIO_PWRITE 1
+extern int64_t nbd_aio_flush (struct nbd_handle *h,
+                              nbd_completion_callback completion_callback,
+                              uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_FLUSH 1
+extern int64_t nbd_aio_trim (struct nbd_handle *h, uint64_t count,
+                             uint64_t offset,
+                             nbd_completion_callback completion_callback,
+                             uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_TRIM 1
+extern int64_t nbd_aio_cache (struct nbd_handle *h, uint64_t count,
+                              uint64_t offset,
+                              nbd_completion_callback completion_callback,
+                              uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_CACHE 1
+extern int64_t nbd_aio_zero (struct nbd_handle *h, uint64_t count,
+                             uint64_t offset,
+                             nbd_completion_callback completion_callback,
+                             uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_ZERO 1
+extern int64_t nbd_aio_block_status (struct nbd_handle *h, uint64_t count,
+                                     uint64_t offset,
+                                     nbd_extent_callback extent_callback,
+                                     nbd_completion_callback
+                                     completion_callback,
+                                     uint32_t flags)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_BLOCK_STATUS 1
 extern int nbd_shutdown (struct nbd_handle *h, uint32_t flags)
   LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SHUTDOWN 1
