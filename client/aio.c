@@ -105,14 +105,8 @@ check_ready (struct nbd_handle *h)
 static int
 check_capability (struct nbd_handle *h, uint16_t type, uint32_t flags)
 {
-  bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
-    type == NBD_CMD_WRITE_ZEROES;
   const char *what = NULL;
 
-  if (writes && (h->eflags & NBD_FLAG_READ_ONLY)) {
-    set_error (EPERM, "server does not support write operations");
-    return -1;
-  }
   switch (type) {
   case NBD_CMD_FLUSH:
     if (!(h->eflags & NBD_FLAG_SEND_FLUSH))
@@ -130,6 +124,20 @@ check_capability (struct nbd_handle *h, uint16_t type, uint32_t flags)
     if (!(h->eflags & NBD_FLAG_SEND_WRITE_ZEROES))
       what = "zero operations";
     break;
+  case NBD_CMD_BLOCK_STATUS:
+    if (h->nr_meta == 0) {
+      set_error (ENOTSUP, "did not negotiate any metadata contexts: call "
+                 "nbd_add_meta_context before connecting, or the server "
+                 "does not support them");
+      return -1;
+    }
+    break;
+  }
+  if (what == NULL && (h->eflags & NBD_FLAG_READ_ONLY) &&
+      (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+       type == NBD_CMD_WRITE_ZEROES)) {
+    set_error (EPERM, "server does not support write operations");
+    return -1;
   }
   if (what == NULL && (flags & LIBNBD_CMD_FLAG_FUA) &&
       !(h->eflags & NBD_FLAG_SEND_FUA))
@@ -155,6 +163,8 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
                uint32_t allowed_flags, uint64_t offset, uint64_t count)
 {
   bool payload = type == NBD_CMD_READ || type == NBD_CMD_WRITE;
+  bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+    type == NBD_CMD_WRITE_ZEROES;
   uint64_t end;
 
   if (check_ready (h) == -1)
@@ -171,14 +181,19 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
   if ((h->strict & LIBNBD_STRICT_COMMANDS) &&
       check_capability (h, type, flags) == -1)
     return -1;
-  if (type == NBD_CMD_BLOCK_STATUS && h->nr_meta == 0) {
-    set_error (ENOTSUP, "did not negotiate any metadata contexts: call "
-               "nbd_add_meta_context before connecting, or the server "
-               "does not support them");
-    return -1;
-  }
   if (type == NBD_CMD_FLUSH)
     return 0;                   /* no range */
+  /* Out of bounds, a write-type command fails with ENOSPC (the errno the
+   * NBD spec gives a server for it), any other with EINVAL, as in libnbd.
+   */
+  if ((h->strict & LIBNBD_STRICT_BOUNDS) &&
+      (__builtin_add_overflow (offset, count, &end) ||
+       end > h->exportsize)) {
+    set_error (writes ? ENOSPC : EINVAL, "request out of bounds: offset %"
+               PRIu64 " + count %" PRIu64 " is beyond the export size %"
+               PRIu64, offset, count, h->exportsize);
+    return -1;
+  }
   if (payload && count > MAX_REQUEST_SIZE) {
     set_error (ERANGE, "count: request too large: maximum is %d bytes",
                MAX_REQUEST_SIZE);
@@ -191,14 +206,6 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
   }
   if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0) {
     set_error (EINVAL, "count cannot be 0");
-    return -1;
-  }
-  if ((h->strict & LIBNBD_STRICT_BOUNDS) &&
-      (__builtin_add_overflow (offset, count, &end) ||
-       end > h->exportsize)) {
-    set_error (EINVAL, "request out of bounds: offset %" PRIu64 " + count "
-               "%" PRIu64 " is beyond the export size %" PRIu64, offset,
-               count, h->exportsize);
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&
@@ -241,10 +248,10 @@ aio_command (struct nbd_handle *h, uint16_t type, uint32_t flags,
  */
 int64_t
 aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
-           struct callbacks *cb, uint32_t flags)
+           struct callbacks *cb, uint32_t flags, bool structured)
 {
   /* DF belongs to the structured forms only (nbd_pread(3)). */
-  uint32_t allowed = cb->chunk.callback ? LIBNBD_CMD_FLAG_DF : 0;
+  uint32_t allowed = structured ? LIBNBD_CMD_FLAG_DF : 0;
 
   if (buf == NULL) {
     set_error (EFAULT, "buf: the buffer must not be NULL");
@@ -256,6 +263,11 @@ aio_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
    */
   if (h->pread_initialize)
     memset (buf, 0, count);
+  if (structured && cb->chunk.callback == NULL) {
+    set_error (EFAULT, "chunk_callback: the callback must not be NULL");
+    free_callbacks (cb);
+    return -1;
+  }
   return aio_command (h, NBD_CMD_READ, flags, allowed, offset, count, buf,
                       cb);
 }
@@ -308,6 +320,11 @@ int64_t
 aio_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
                   struct callbacks *cb, uint32_t flags)
 {
+  if (cb->extent.callback == NULL) {
+    set_error (EFAULT, "extent_callback: the callback must not be NULL");
+    free_callbacks (cb);
+    return -1;
+  }
   return aio_command (h, NBD_CMD_BLOCK_STATUS, flags,
                       LIBNBD_CMD_FLAG_REQ_ONE, offset, count, NULL, cb);
 }
@@ -322,7 +339,7 @@ nbd_aio_pread (struct nbd_handle *h, void *buf, size_t count,
 
   ENTER ();
   lock_handle (h);
-  r = aio_pread (h, buf, count, offset, &cb, flags);
+  r = aio_pread (h, buf, count, offset, &cb, flags, false);
   unlock_handle (h);
   return r;
 }
@@ -337,7 +354,7 @@ nbd_aio_pread_structured (struct nbd_handle *h, void *buf, size_t count,
 
   ENTER ();
   lock_handle (h);
-  r = aio_pread (h, buf, count, offset, &cb, flags);
+  r = aio_pread (h, buf, count, offset, &cb, flags, true);
   unlock_handle (h);
   return r;
 }

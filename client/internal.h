@@ -401,7 +401,7 @@ extern void leave_socket (struct nbd_handle *h);
 /* aio.c */
 extern int64_t aio_pread (struct nbd_handle *h, void *buf, size_t count,
                           uint64_t offset, struct callbacks *cb,
-                          uint32_t flags);
+                          uint32_t flags, bool structured);
 extern int64_t aio_pwrite (struct nbd_handle *h, const void *buf,
                            size_t count, uint64_t offset,
                            struct callbacks *cb, uint32_t flags);

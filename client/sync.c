@@ -66,7 +66,8 @@ nbd_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
 
   ENTER ();
   lock_handle (h);
-  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags));
+  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags,
+                                    false));
 }
 
 int
@@ -78,7 +79,8 @@ nbd_pread_structured (struct nbd_handle *h, void *buf, size_t count,
 
   ENTER ();
   lock_handle (h);
-  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags));
+  return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags,
+                                    true));
 }
 
 int

@@ -3,7 +3,7 @@
  * runs them on the same servers).
  * Copyright (c) 2026, the nbd-proxy authors.  BSD-3-Clause.
  *
- * Usage: diff-transcript SCENARIO URI
+ * Usage: diff-transcript SCENARIO URI [CONTEXTS]
  *
  *   info      settings defaults, connection state, size, flags, protocol,
  *             block sizes, names (default settings, then full info)
@@ -12,6 +12,11 @@
  *   nosr      the same reads without structured replies
  *   cberr     chunk callbacks returning -1
  *   prequeue  calls refused before queuing: return values, errno names
+ *   commands  pwrite, zero, trim, flush, cache (sync and aio) with their
+ *             flags, read back; refusals under the default strict mode
+ *   commands-nostrict  the same with strict mode 0: the server judges
+ *   extents   block status (SCENARIO URI CONTEXT,CONTEXT...): the extent
+ *             callback's calls, REQ_ONE, refusals
  *   connfail  connection failures (URI is ignored: fixed bad targets)
  *
  * The transcript leaves out what libnbdc may do differently on purpose:
@@ -481,6 +486,203 @@ scenario_prequeue (const char *uri)
   nbd_close (h);
 }
 
+/* ----- The command set: writes, zero, trim, flush, cache. ----- */
+
+static int
+print_extents (void *user_data, const char *metacontext, uint64_t offset,
+               uint32_t *entries, size_t nr_entries, int *error)
+{
+  event ("  extents %s offset %" PRIu64 " error %s:", metacontext, offset,
+         errno_name (*error));
+  for (size_t i = 0; i + 1 < nr_entries; i += 2)
+    event (" %" PRIu32 "/%" PRIu32, entries[i], entries[i + 1]);
+  event ("\n");
+  return 0;
+}
+
+/* A region's checksum read back with nbd_pread. */
+static void
+print_region (struct nbd_handle *h, const char *what, size_t count,
+              uint64_t offset)
+{
+  unsigned char *buf = malloc (count);
+
+  if (buf == NULL)
+    abort ();
+  if (nbd_pread (h, buf, count, offset, 0) == -1)
+    printf ("  %s: read -1 %s\n", what, errno_name (nbd_get_errno ()));
+  else
+    printf ("  %s: sum %08" PRIx32 "\n", what, checksum (buf, count));
+  free (buf);
+}
+
+/* Wait for an aio command and print how it ended. */
+static void
+aio_result (struct nbd_handle *h, const char *what, int64_t cookie)
+{
+  result (what, cookie >= 1 ? 1 : cookie);
+  if (cookie >= 1) {
+    result ("  completed", wait_for_cookie (h, cookie));
+    flush_events ();
+  }
+}
+
+/* Each command with each flag it may carry, sync then aio; what each
+ * wrote is read back.  On a read-only or feature-poor export the same
+ * calls show the refusals (strict mode, then the server's own errors with
+ * strict mode off).
+ */
+static void
+do_commands (struct nbd_handle *h)
+{
+  static unsigned char data[MiB + 4096];
+  nbd_completion_callback done = { .callback = print_completion };
+  nbd_extent_callback ext = { .callback = print_extents };
+  int64_t size = nbd_get_size (h);
+
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (i * 7 + i / 4096) & 0xff;
+  if (size < 2 * MiB)
+    return;
+  result ("pwrite 4096 at 0", nbd_pwrite (h, data, 4096, 0, 0));
+  result ("pwrite FUA 512 at 4096",
+          nbd_pwrite (h, data + 1, 512, 4096, LIBNBD_CMD_FLAG_FUA));
+  result ("pwrite 1M at 1M", nbd_pwrite (h, data + 3, MiB, MiB, 0));
+  print_region (h, "[0, 8192)", 8192, 0);
+  print_region (h, "[1M, 2M)", MiB, MiB);
+  result ("flush", nbd_flush (h, 0));
+  result ("flush FUA", nbd_flush (h, LIBNBD_CMD_FLAG_FUA));
+  result ("zero 4096 at 0", nbd_zero (h, 4096, 0, 0));
+  result ("zero NO_HOLE 512 at 4096",
+          nbd_zero (h, 512, 4096, LIBNBD_CMD_FLAG_NO_HOLE));
+  result ("zero FUA 64K at 1M",
+          nbd_zero (h, 65536, MiB, LIBNBD_CMD_FLAG_FUA));
+  result ("zero FAST_ZERO 64K at 1M+64K",
+          nbd_zero (h, 65536, MiB + 65536, LIBNBD_CMD_FLAG_FAST_ZERO));
+  print_region (h, "[0, 8192) after zero", 8192, 0);
+  print_region (h, "[1M, 2M) after zero", MiB, MiB);
+  result ("trim 64K at 1M+128K", nbd_trim (h, 65536, MiB + 131072, 0));
+  result ("trim FUA 64K at 1M+192K",
+          nbd_trim (h, 65536, MiB + 196608, LIBNBD_CMD_FLAG_FUA));
+  result ("cache 1M at 0", nbd_cache (h, MiB, 0, 0));
+  result ("cache past the end", nbd_cache (h, 4096, size, 0));
+  result ("pwrite past the end", nbd_pwrite (h, data, 512, size, 0));
+  result ("zero past the end", nbd_zero (h, 512, size, 0));
+  result ("trim past the end", nbd_trim (h, 512, size, 0));
+  result ("trim straddling the end", nbd_trim (h, 1024, size - 512, 0));
+  result ("block_status past the end",
+          nbd_block_status (h, 512, size, ext, 0));
+  result ("trim zero length", nbd_trim (h, 0, 0, 0));
+  result ("trim zero length past the end", nbd_trim (h, 0, size + 512, 0));
+  result ("pwrite unaligned past the end", nbd_pwrite (h, data, 1, size, 0));
+  result ("zero unaligned zero length", nbd_zero (h, 0, 1, 0));
+  result ("zero zero length", nbd_zero (h, 0, 0, 0));
+  result ("pwrite zero length", nbd_pwrite (h, data, 0, 0, 0));
+  result ("pwrite flag DF", nbd_pwrite (h, data, 512, 0, LIBNBD_CMD_FLAG_DF));
+  result ("trim flag NO_HOLE",
+          nbd_trim (h, 512, 0, LIBNBD_CMD_FLAG_NO_HOLE));
+  result ("flush flag FUA|0x40", nbd_flush (h, 0x40));
+  result ("cache flag FUA", nbd_cache (h, 512, 0, LIBNBD_CMD_FLAG_FUA));
+  result ("zero flag REQ_ONE",
+          nbd_zero (h, 512, 0, LIBNBD_CMD_FLAG_REQ_ONE));
+  result ("pwrite unaligned 1 at 1", nbd_pwrite (h, data, 1, 1, 0));
+  result ("zero unaligned 1 at 1", nbd_zero (h, 1, 1, 0));
+  result ("pwrite 64M+1", nbd_pwrite (h, data, 64 * MiB + 1, 0, 0));
+  result ("zero 4G", nbd_zero (h, UINT64_C (1) << 32, 0, 0));
+  result ("block_status without a context",
+          nbd_block_status (h, 512, 0, ext, 0));
+  result ("block_status NULL callback",
+          nbd_block_status (h, 512, 0, (nbd_extent_callback) {
+              .callback = NULL }, 0));
+  result ("pread_structured NULL callback",
+          nbd_pread_structured (h, data, 512, 0, (nbd_chunk_callback) {
+              .callback = NULL }, 0));
+
+  aio_result (h, "aio_pwrite 8192 at 8192",
+              nbd_aio_pwrite (h, data + 5, 8192, 8192, done, 0));
+  aio_result (h, "aio_zero 4096 at 12288",
+              nbd_aio_zero (h, 4096, 12288, done, 0));
+  aio_result (h, "aio_trim 4096 at 8192",
+              nbd_aio_trim (h, 4096, 8192, done, 0));
+  aio_result (h, "aio_flush", nbd_aio_flush (h, done, 0));
+  aio_result (h, "aio_cache 4096 at 0",
+              nbd_aio_cache (h, 4096, 0, done, 0));
+  print_region (h, "[12288, 16384) after aio", 4096, 12288);
+}
+
+static void
+scenario_commands (const char *uri, uint32_t strict)
+{
+  struct nbd_handle *h = connect_uri (uri, true);
+
+  result ("set_strict_mode", nbd_set_strict_mode (h, strict));
+  print_info (h);
+  do_commands (h);
+  result ("shutdown", nbd_shutdown (h, 0));
+  nbd_close (h);
+}
+
+/* ----- Block status. ----- */
+
+static void
+scenario_extents (const char *uri, const char *contexts)
+{
+  struct nbd_handle *h = create ();
+  nbd_extent_callback ext = { .callback = print_extents };
+  nbd_completion_callback done = { .callback = print_completion };
+  char *list = strdup (contexts), *name, *save = NULL;
+  int64_t size;
+
+  for (name = strtok_r (list, ",", &save); name;
+       name = strtok_r (NULL, ",", &save))
+    result (name, nbd_add_meta_context (h, name));
+  free (list);
+  result ("connect", nbd_connect_uri (h, uri));
+  if (!nbd_aio_is_ready (h))
+    exit (EXIT_FAILURE);
+  result ("get_nr_meta_contexts", nbd_get_nr_meta_contexts (h));
+  result ("can_meta_context base:allocation",
+          nbd_can_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION));
+  size = nbd_get_size (h);
+  result ("size", size);
+  if (nbd_is_read_only (h) == 0 && size >= 2 * MiB) {
+    static unsigned char data[65536];
+
+    memset (data, 0x5a, sizeof data);
+    result ("pwrite 64K at 64K", nbd_pwrite (h, data, 65536, 65536, 0));
+    result ("zero NO_HOLE 64K at 256K",
+            nbd_zero (h, 65536, 262144, LIBNBD_CMD_FLAG_NO_HOLE));
+    result ("trim 64K at 64K+32K", nbd_trim (h, 32768, 98304, 0));
+  }
+  static const struct { uint64_t offset, count; uint32_t flags; } q[] = {
+    { 0, 1024 * 1024, 0 },
+    { 0, 1024 * 1024, LIBNBD_CMD_FLAG_REQ_ONE },
+    { 65536, 4096, 0 },
+    { 65536 + 512, 100000, 0 },
+    { 98304, 65536, LIBNBD_CMD_FLAG_REQ_ONE },
+  };
+  for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+    if (q[i].offset + q[i].count > (uint64_t) size)
+      continue;
+    printf ("block_status %" PRIu64 " at %" PRIu64 " flags 0x%" PRIx32 "\n",
+            q[i].count, q[i].offset, q[i].flags);
+    result ("  sync", nbd_block_status (h, q[i].count, q[i].offset, ext,
+                                        q[i].flags));
+    flush_events ();
+    aio_result (h, "  aio",
+                nbd_aio_block_status (h, q[i].count, q[i].offset, ext, done,
+                                      q[i].flags));
+  }
+  result ("whole export", nbd_block_status (h, size, 0, ext, 0));
+  flush_events ();
+  result ("past the end", nbd_block_status (h, 512, size, ext, 0));
+  result ("zero length", nbd_block_status (h, 0, 0, ext, 0));
+  result ("flag FUA", nbd_block_status (h, 512, 0, ext,
+                                        LIBNBD_CMD_FLAG_FUA));
+  result ("shutdown", nbd_shutdown (h, 0));
+  nbd_close (h);
+}
+
 static void
 connfail (const char *what, struct nbd_handle *h, int r)
 {
@@ -518,8 +720,8 @@ main (int argc, char *argv[])
 {
   const char *scenario;
 
-  if (argc != 3) {
-    fprintf (stderr, "usage: %s SCENARIO URI\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    fprintf (stderr, "usage: %s SCENARIO URI [CONTEXTS]\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   setvbuf (stdout, NULL, _IOLBF, 0);
@@ -534,6 +736,12 @@ main (int argc, char *argv[])
     scenario_cberr (argv[2]);
   else if (strcmp (scenario, "prequeue") == 0)
     scenario_prequeue (argv[2]);
+  else if (strcmp (scenario, "commands") == 0)
+    scenario_commands (argv[2], LIBNBD_STRICT_MASK);
+  else if (strcmp (scenario, "commands-nostrict") == 0)
+    scenario_commands (argv[2], 0);
+  else if (strcmp (scenario, "extents") == 0 && argc >= 4)
+    scenario_extents (argv[2], argv[3]);
   else if (strcmp (scenario, "connfail") == 0)
     scenario_connfail ();
   else {

@@ -166,27 +166,36 @@ start_nbdkit_tcp ()
 start_qemu_nbd ()
 {
   _name=$1; _file=$2; shift 2
+  start_qemu_nbd_opts "$_name" "$_file" -f raw -r "$@"
+}
+
+# start_qemu_nbd_opts NAME FILE OPTIONS...: qemu-nbd with only these
+# options (format, read-only ...) on $tmpdir/NAME.sock.
+start_qemu_nbd_opts ()
+{
+  _name=$1; _file=$2; shift 2
   qemu-nbd -k "$tmpdir/$_name.sock" --pid-file="$tmpdir/$_name.pid" \
-    -f raw -t -r "$@" "$_file" >"$tmpdir/$_name.log" 2>&1 &
+    -t "$@" "$_file" >"$tmpdir/$_name.log" 2>&1 &
   server_pid=$!
   add_pid $server_pid
   wait_for_socket "$tmpdir/$_name.sock" $server_pid "$tmpdir/$_name.pid" ||
     _server_failed "qemu-nbd $*" "$tmpdir/$_name.log"
 }
 
-# start_nbd_server NAME FILE: serve FILE read-only as export "export" on
+# start_nbd_server NAME FILE [READONLY]: serve FILE (read-only unless
+# READONLY is false) as export "export" on
 # $tmpdir/NAME.sock.  nbd-server always daemonizes (-d serves a single
 # connection), so its pid comes from the pid file.
 start_nbd_server ()
 {
-  _name=$1; _file=$2
+  _name=$1; _file=$2; _readonly=${3:-true}
   cat >"$tmpdir/$_name.conf" <<EOF
 [generic]
   unixsock = $tmpdir/$_name.sock
   allowlist = true
 [export]
   exportname = $_file
-  readonly = true
+  readonly = $_readonly
 EOF
   nbd-server -C "$tmpdir/$_name.conf" -p "$tmpdir/$_name.pid" \
     >"$tmpdir/$_name.log" 2>&1 ||
