@@ -1,11 +1,13 @@
 /* nbd-proxy tests: every callback's .free runs exactly once, on every path.
  * Copyright (c) 2026, the nbd-proxy authors.  BSD-3-Clause.
  *
- * Usage: api-free PATSOCK ERRSOCK
+ * Usage: api-free PATSOCK ERRSOCK MEMSOCK
  *
  * PATSOCK: nbdkit pattern 1M
  * ERRSOCK: nbdkit --filter=error pattern 1M error-pread-rate=1
  *          error-pread=EIO
+ * MEMSOCK: nbdkit --filter=error memory 1M error-trim-rate=1
+ *          error-trim=EIO error-extents-rate=... (see api-free.sh)
  * The paths with commands in flight run "nbdkit -s --filter=delay pattern
  * 1M" from $PATH through nbd_connect_command(3).
  *
@@ -455,12 +457,202 @@ test_debug_callback (void)
           "debug: nbd_close(3) frees the one installed, once each");
 }
 
+/* ----- The other commands: completion and extent callbacks. ----- */
+
+static int
+extent_cb (void *user_data, const char *metacontext, uint64_t offset,
+           uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct counter *c = user_data;
+
+  c->calls++;
+  if (c->frees)
+    c->calls_after_free++;
+  c->error = *error;
+  if (c->ret == -1)
+    *error = EPERM;
+  return c->ret;
+}
+
+static nbd_extent_callback
+extent (struct counter *c)
+{
+  return (nbd_extent_callback) { .callback = extent_cb, .user_data = c,
+                                 .free = free_cb };
+}
+
+enum command { PWRITE, FLUSH, TRIM, CACHE, ZERO, BLOCK_STATUS, NR_COMMANDS };
+static const char *command_name[] = {
+  "nbd_aio_pwrite", "nbd_aio_flush", "nbd_aio_trim", "nbd_aio_cache",
+  "nbd_aio_zero", "nbd_aio_block_status",
+};
+
+/* Issue one command with counted callbacks (ex is for block status). */
+static int64_t
+issue (struct nbd_handle *h, enum command c, uint64_t count,
+       uint64_t offset, struct counter *co, struct counter *ex)
+{
+  static unsigned char buf[65536];
+
+  switch (c) {
+  case PWRITE:
+    return nbd_aio_pwrite (h, buf, count, offset, completion (co), 0);
+  case FLUSH:
+    return nbd_aio_flush (h, completion (co), 0);
+  case TRIM:
+    return nbd_aio_trim (h, count, offset, completion (co), 0);
+  case CACHE:
+    return nbd_aio_cache (h, count, offset, completion (co), 0);
+  case ZERO:
+    return nbd_aio_zero (h, count, offset, completion (co), 0);
+  case BLOCK_STATUS:
+    return nbd_aio_block_status (h, count, offset, extent (ex),
+                                 completion (co), 0);
+  default:
+    abort ();
+  }
+}
+
+static struct nbd_handle *
+connect_with_context (const char *sock)
+{
+  struct nbd_handle *h = tap_create ();
+
+  nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+  if (nbd_connect_unix (h, sock) == -1)
+    tap_bail ("nbd_connect_unix %s", sock);
+  return h;
+}
+
+/* Every command: success, a server error (trim and block status fail on
+ * MEMSOCK), refused before queuing (zero length; not connected), an extent
+ * callback failing the command, dropped by close.
+ */
+static void
+test_commands (const char *sock)
+{
+  struct nbd_handle *h = connect_with_context (sock);
+  struct counter co[NR_COMMANDS] = { { 0 } }, ex[NR_COMMANDS] = { { 0 } };
+  char what[128];
+  int64_t cookie;
+
+  for (int c = 0; c < NR_COMMANDS; c++) {
+    bool fails = c == TRIM || c == BLOCK_STATUS;
+
+    cookie = issue (h, c, 4096, 0, &co[c], &ex[c]);
+    snprintf (what, sizeof what, "%s %s", command_name[c],
+              fails ? "server error" : "success");
+    tap_ok (cookie >= 1 && wait_for_cookie (h, cookie) == (fails ? -1 : 1),
+            "%s: the command %s", what, fails ? "fails" : "succeeds");
+    check_once (what, &co[c], true);
+    if (c == BLOCK_STATUS)
+      check_once ("nbd_aio_block_status server error: extent", &ex[c],
+                  false);
+  }
+
+  for (int c = 0; c < NR_COMMANDS; c++) {
+    struct counter co0 = { 0 }, ex0 = { 0 };
+
+    if (c == FLUSH)
+      continue;                 /* no count */
+    snprintf (what, sizeof what, "%s zero length refused", command_name[c]);
+    tap_ok (issue (h, c, 0, 0, &co0, &ex0) == -1, "%s", what);
+    check_once (what, &co0, false);
+    if (c == BLOCK_STATUS)
+      check_once ("nbd_aio_block_status refused: extent", &ex0, false);
+  }
+  {
+    struct counter co0 = { 0 };
+
+    tap_ok (nbd_aio_block_status (h, 512, 0, (nbd_extent_callback) {
+                .callback = NULL }, completion (&co0), 0) == -1 &&
+            nbd_get_errno () == EFAULT,
+            "nbd_aio_block_status NULL extent callback: EFAULT");
+    check_once ("NULL extent callback: completion", &co0, false);
+  }
+  nbd_shutdown (h, 0);
+  nbd_close (h);
+  for (int c = 0; c < NR_COMMANDS; c++)
+    if (co[c].frees != 1 || ex[c].frees != (c == BLOCK_STATUS))
+      tap_ok (false, "%s: nbd_close(3) freed something twice",
+              command_name[c]);
+
+  h = tap_create ();
+  for (int c = 0; c < NR_COMMANDS; c++) {
+    struct counter co0 = { 0 }, ex0 = { 0 };
+
+    snprintf (what, sizeof what, "%s not connected", command_name[c]);
+    tap_ok (issue (h, c, 512, 0, &co0, &ex0) == -1, "%s: refused", what);
+    check_once (what, &co0, false);
+    if (c == BLOCK_STATUS)
+      check_once ("nbd_aio_block_status not connected: extent", &ex0,
+                  false);
+  }
+  nbd_close (h);
+}
+
+/* Block status over a healthy export, with the extent callback
+ * succeeding, then failing the command.
+ */
+static void
+test_extents (const char *sock)
+{
+  struct nbd_handle *h = connect_with_context (sock);
+  struct counter co = { 0 }, ex = { 0 };
+  struct counter co2 = { 0 }, ex2 = { .ret = -1 };
+  int64_t cookie;
+
+  cookie = issue (h, BLOCK_STATUS, 65536, 0, &co, &ex);
+  tap_ok (wait_for_cookie (h, cookie) == 1, "extents: block status works");
+  check_once ("extents: extent callback", &ex, true);
+  check_once ("extents: completion", &co, true);
+  tap_ok (ex.freed_at < co.freed_at, "extents: extent freed before "
+          "completion");
+  cookie = issue (h, BLOCK_STATUS, 65536, 0, &co2, &ex2);
+  tap_ok (wait_for_cookie (h, cookie) == -1 && nbd_get_errno () == EPERM,
+          "extents: an extent callback returning -1 fails the command "
+          "with its error");
+  tap_ok (co2.calls == 1 && co2.error == EPERM,
+          "extents: the completion sees that error");
+  check_once ("extents: failing extent callback", &ex2, true);
+  check_once ("extents: completion after a failing extent callback", &co2,
+              true);
+  nbd_shutdown (h, 0);
+  nbd_close (h);
+}
+
+/* Writes in flight when nbd_close(3) drops them. */
+static void
+test_close_writes (void)
+{
+  struct nbd_handle *h = tap_create ();
+  char *argv[] = { "nbdkit", "-s", "--exit-with-parent", "--filter=delay",
+                   "memory", "1M", "delay-write=30", "delay-zero=30",
+                   "delay-trim=30", NULL };
+  struct counter co[NR_COMMANDS] = { { 0 } }, ex[NR_COMMANDS] = { { 0 } };
+  bool ok = true;
+
+  if (nbd_connect_command (h, argv) == -1)
+    tap_bail ("nbd_connect_command nbdkit --filter=delay memory");
+  for (int c = 0; c < NR_COMMANDS; c++)
+    if (c != BLOCK_STATUS && c != CACHE)
+      issue (h, c, 4096, 0, &co[c], &ex[c]);
+  nbd_poll (h, 0);
+  nbd_close (h);
+  for (int c = 0; c < NR_COMMANDS; c++)
+    if (c != BLOCK_STATUS && c != CACHE &&
+        (co[c].frees != 1 || co[c].calls != 0))
+      ok = false;
+  tap_ok (ok, "close: write, flush, trim, zero in flight: each .free once, "
+          "no completion");
+}
+
 int
 main (int argc, char *argv[])
 {
   tap_init ();
-  if (argc != 3) {
-    fprintf (stderr, "usage: %s PATSOCK ERRSOCK\n", argv[0]);
+  if (argc != 4) {
+    fprintf (stderr, "usage: %s PATSOCK ERRSOCK MEMSOCK\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   test_success (argv[1]);
@@ -471,5 +663,8 @@ main (int argc, char *argv[])
   test_close_in_flight ();
   test_shutdown_in_flight ();
   test_debug_callback ();
+  test_commands (argv[3]);
+  test_extents (argv[1]);
+  test_close_writes ();
   return EXIT_SUCCESS;
 }

@@ -12,6 +12,9 @@ tmpdir_setup
 
 start_nbdkit pat pattern 1M
 start_nbdkit err --filter=error pattern 1M error-pread-rate=1 error-pread=EIO
+start_nbdkit mem --filter=error memory 1M error-trim-rate=1 error-trim=EIO \
+  error-extents-rate=1 error-extents=EIO
 
-tap_run ".free exactly once" "$prog" "$tmpdir/pat.sock" "$tmpdir/err.sock"
+tap_run ".free exactly once" "$prog" "$tmpdir/pat.sock" "$tmpdir/err.sock" \
+  "$tmpdir/mem.sock"
 tap_done
