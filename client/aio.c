@@ -183,6 +183,10 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
     return -1;
   if (type == NBD_CMD_FLUSH)
     return 0;                   /* no range */
+  if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0) {
+    set_error (EINVAL, "count cannot be 0");
+    return -1;
+  }
   /* Out of bounds, a write-type command fails with ENOSPC (the errno the
    * NBD spec gives a server for it), any other with EINVAL, as in libnbd.
    */
@@ -202,10 +206,6 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
   if (count > UINT32_MAX) {
     set_error (ERANGE, "count: request too large: the protocol's limit "
                "is 4 GiB - 1");
-    return -1;
-  }
-  if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0) {
-    set_error (EINVAL, "count cannot be 0");
     return -1;
   }
   if ((h->strict & LIBNBD_STRICT_BOUNDS) && payload && h->block_maximum &&

@@ -28,6 +28,7 @@ nbd_create (void)
   if (h == NULL)
     goto err;
   h->fd = -1;
+  h->wakefd = -1;
   h->next_cookie = 1;
   h->request_sr = true;
   h->pread_initialize = true;
@@ -84,6 +85,8 @@ nbd_close (struct nbd_handle *h)
     h->transport->close (h);
   else if (h->fd >= 0)
     close (h->fd);
+  if (h->wakefd >= 0)
+    close (h->wakefd);
   if (h->pid > 0)
     waitpid (h->pid, NULL, 0);
   if (h->addrinfo)

@@ -176,6 +176,7 @@ struct nbd_handle {
   bool polling;                 /* a thread polls for replies (leader) */
   bool polling_out;             /* ... and for POLLOUT too */
   bool write_polling;           /* a thread polls only to send more */
+  int wakefd;                   /* eventfd that ends that poll, or -1 */
   struct waiter *waiters, *waiters_tail;  /* threads asleep (wait.c) */
   char *hname;
   uintptr_t private_data;
@@ -326,7 +327,7 @@ extern int input_discard (struct nbd_handle *h, size_t *left);
 /* wait.c */
 extern void wake_command_waiter (struct command *cmd);
 extern void wake_progress_waiters (struct nbd_handle *h);
-extern void wake_successor (struct nbd_handle *h);
+extern bool wake_successor (struct nbd_handle *h);
 extern void wake_all_waiters (struct nbd_handle *h);
 extern int wait_for_wakeup (struct nbd_handle *h, struct command *cmd,
                             int timeout);

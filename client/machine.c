@@ -10,6 +10,8 @@
 #include <poll.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 
 /* How many recv calls one run of the machine may make.  A server that
  * keeps sending (a stream of chunks that never ends a reply, say) cannot
@@ -112,20 +114,29 @@ poller_saw_end (struct nbd_handle *h)
   return -1;
 }
 
-/* poll(2) on the handle's socket without the lock. */
+/* poll(2) on the handle's socket without the lock; with wake true, also
+ * on h->wakefd, which ends the wait when read (then drained).
+ */
 static int
 poll_unlocked (struct nbd_handle *h, short events, int timeout,
-               short *revents)
+               short *revents, bool wake)
 {
-  struct pollfd fds = { .fd = h->fd, .events = events };
+  struct pollfd fds[2] = {
+    { .fd = h->fd, .events = events },
+    { .fd = h->wakefd, .events = POLLIN },
+  };
+  uint64_t count;
   int r;
 
   unlock_handle (h);
   do
-    r = poll (&fds, 1, timeout);
+    r = poll (fds, wake ? 2 : 1, timeout);
   while (r == -1 && errno == EINTR);
   lock_handle (h);
-  *revents = fds.revents;
+  if (wake && (fds[1].revents & POLLIN) &&
+      read (h->wakefd, &count, sizeof count) == -1)
+    debug (h, "eventfd read: %m");
+  *revents = fds[0].revents;
   return r;
 }
 
@@ -139,8 +150,18 @@ poll_to_send (struct nbd_handle *h, int timeout)
   short revents;
   int r;
 
+  /* The leader may leave while this thread polls for POLLOUT only; if no
+   * other thread takes over, leave_socket ends this poll through the
+   * eventfd, and this thread polls for replies too.
+   */
+  if (h->wakefd < 0) {
+    h->wakefd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (h->wakefd < 0)
+      return wait_for_wakeup (h, NULL, timeout < 0 || timeout > 10
+                              ? 10 : timeout);
+  }
   h->write_polling = true;
-  r = poll_unlocked (h, POLLOUT, timeout, &revents);
+  r = poll_unlocked (h, POLLOUT, timeout, &revents, true);
   h->write_polling = false;
   if (h->state == STATE_DEAD || h->state == STATE_CLOSED)
     return poller_saw_end (h);
@@ -148,8 +169,8 @@ poll_to_send (struct nbd_handle *h, int timeout)
     set_error (errno, "poll: %s", strerror (errno));
     return -1;
   }
-  if (r > 0 && h->state == STATE_READY &&
-      commands_send (h) == IO_ERROR) {
+  if (r > 0 && (revents & (POLLOUT | POLLERR | POLLHUP)) &&
+      h->state == STATE_READY && commands_send (h) == IO_ERROR) {
     set_dead (h, errno, "send: %s", strerror (errno));
     settle (h);
     return -1;
@@ -191,7 +212,7 @@ poll_once (struct nbd_handle *h, int timeout, struct command *cmd)
       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
     h->polling = true;
     h->polling_out = events & POLLOUT;
-    r = poll_unlocked (h, events, timeout, &revents);
+    r = poll_unlocked (h, events, timeout, &revents, false);
     h->polling = false;
     if (h->state == STATE_DEAD || h->state == STATE_CLOSED)
       return poller_saw_end (h);
@@ -213,5 +234,9 @@ poll_once (struct nbd_handle *h, int timeout, struct command *cmd)
 void
 leave_socket (struct nbd_handle *h)
 {
-  wake_successor (h);
+  uint64_t one = 1;
+
+  if (!wake_successor (h) && h->write_polling && !h->polling &&
+      write (h->wakefd, &one, sizeof one) == -1)
+    debug (h, "eventfd write: %m");
 }

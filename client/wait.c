@@ -64,18 +64,20 @@ wake_progress_waiters (struct nbd_handle *h)
  * waits to be sent and nobody polls to send it, wake the thread that has
  * waited longest for a command to take that over (the others follow in
  * turn).  Threads waiting for any progress poll again by themselves.
+ * Returns false if the socket needs a thread and none was asleep.
  */
-void
+bool
 wake_successor (struct nbd_handle *h)
 {
   if (h->polling &&
       (h->queue.head == NULL || h->polling_out || h->write_polling))
-    return;
+    return true;
   for (struct waiter *w = h->waiters; w; w = w->next)
     if (w->cmd) {
       wake (w);
-      return;
+      return true;
     }
+  return false;
 }
 
 /* The connection is gone: every waiting thread must see it. */

@@ -287,6 +287,80 @@ test_send_fails_while_polling (const char *sock)
   nbd_close (w->h);
 }
 
+/* A thread whose write the socket takes only in part, while another thread
+ * polls for replies, polls to send it; if that other thread then leaves
+ * with nobody to take over, the writing thread must start reading replies
+ * itself: a server blocked on a reply nobody reads never reads the rest of
+ * the write.  The server ("nbdkit -t 1 --filter=delay memory delay-read=2")
+ * handles one request at a time: the leader's small read (2 s), then an
+ * 8 MiB read no thread waits for (2 s, then its reply fills the socket),
+ * then the 8 MiB write.
+ */
+struct orphan {
+  struct nbd_handle *h;
+  int result;
+  bool done;
+};
+
+static void *
+small_read (void *arg)
+{
+  struct orphan *o = arg;
+  static char buf[512];
+
+  o->result = nbd_pread (o->h, buf, sizeof buf, 0, 0);
+  return NULL;
+}
+
+static void *
+big_write (void *arg)
+{
+  struct orphan *o = arg;
+  static char buf[8 << 20];
+
+  memset (buf, 0x5a, sizeof buf);
+  o->result = nbd_pwrite (o->h, buf, sizeof buf, 16 << 20, 0);
+  __atomic_store_n (&o->done, true, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void
+test_orphaned_writer (const char *sock)
+{
+  struct nbd_handle *handle = nbd_create ();
+  static char big[8 << 20];
+  struct orphan leader = { 0 }, writer = { 0 };
+  pthread_t tl, tw;
+  int64_t cookie;
+  double start;
+
+  if (handle == NULL || nbd_connect_unix (handle, sock) == -1) {
+    printf ("not ok - connect %s: %s\n", sock, nbd_get_error ());
+    return;
+  }
+  leader.h = writer.h = handle;
+  pthread_create (&tl, NULL, small_read, &leader);
+  usleep (200000);              /* the leader polls for its reply */
+  cookie = nbd_aio_pread (handle, big, sizeof big, 0, NBD_NULL_COMPLETION,
+                          0);
+  pthread_create (&tw, NULL, big_write, &writer);
+  start = now ();
+  while (!__atomic_load_n (&writer.done, __ATOMIC_SEQ_CST) &&
+         now () - start < 30 * slowdown ())
+    usleep (10000);
+  printf ("%s - a partly sent write goes out after the thread polling for "
+          "replies left (within %.0f s)\n",
+          writer.done ? "ok" : "not ok", 30 * slowdown ());
+  if (!writer.done)             /* unstick it: the handle dies */
+    shutdown (nbd_aio_get_fd (handle), SHUT_RDWR);
+  pthread_join (tw, NULL);
+  pthread_join (tl, NULL);
+  printf ("%s - the leader's read, the write and the unwaited read "
+          "succeed\n", leader.result == 0 && writer.result == 0 &&
+          nbd_aio_command_completed (handle, cookie) == 1 ? "ok" : "not ok");
+  nbd_close (handle);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -295,9 +369,9 @@ main (int argc, char *argv[])
   unsigned bad = 0, failures = 0;
 
   setvbuf (stdout, NULL, _IOLBF, 0);
-  if (argc != 2 && argc != 7) {
+  if (argc != 2 && argc != 8) {
     fprintf (stderr, "usage: %s SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 "
-             "DLYPID2 DLYSOCK3]\n", argv[0]);
+             "DLYPID2 DLYSOCK3 ONESOCK]\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   for (int round = 0; round < ROUNDS; round++) {
@@ -325,11 +399,12 @@ main (int argc, char *argv[])
           "finished, none failed\n", failures ? "not ok" : "ok", ROUNDS,
           THREADS, READS_PER_THREAD);
   printf ("%s - every read returned the pattern\n", bad ? "not ok" : "ok");
-  if (argc == 7) {
+  if (argc == 8) {
     test_dying_handle (argv[2], argv[3], false);
     test_dying_handle (argv[4], argv[5], true);
     test_follower_timeout (argv[6]);
     test_send_fails_while_polling (argv[6]);
+    test_orphaned_writer (argv[7]);
   }
   return 0;
 }

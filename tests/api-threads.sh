@@ -25,7 +25,8 @@ esac
 EOF2
 chmod +x "$tmpdir/slow.sh"
 start_nbdkit dly3 sh "$tmpdir/slow.sh"
+start_nbdkit one -t 1 --filter=delay memory 64M delay-read=2
 tap_run "threads" "$prog" "$tmpdir/pat.sock" \
   "$tmpdir/dly1.sock" "$tmpdir/dly1.pid" "$tmpdir/dly2.sock" "$tmpdir/dly2.pid" \
-  "$tmpdir/dly3.sock"
+  "$tmpdir/dly3.sock" "$tmpdir/one.sock"
 tap_done
