@@ -298,6 +298,7 @@ test_send_fails_while_polling (const char *sock)
  */
 struct orphan {
   struct nbd_handle *h;
+  uint64_t offset;
   int result;
   bool done;
 };
@@ -361,6 +362,57 @@ test_orphaned_writer (const char *sock)
   nbd_close (handle);
 }
 
+/* A thread waiting for its command sleeps until that command completes,
+ * not until the thread polling the socket leaves: the server
+ * (slow-at-0.sh) holds reads at offset 0 for 2 s and answers others at
+ * once.  The leader reads offset 0; a second thread's read of offset 4096
+ * completes while the leader still waits, and must return then.
+ */
+static void *
+read_at (void *arg)
+{
+  struct orphan *o = arg;
+  char buf[512];
+
+  o->result = nbd_pread (o->h, buf, sizeof buf, o->offset, 0);
+  __atomic_store_n (&o->done, true, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+static void
+test_follower_woken_by_its_reply (const char *sock)
+{
+  struct nbd_handle *handle = nbd_create ();
+  struct orphan leader = { .offset = 0 }, follower = { .offset = 4096 };
+  pthread_t tl, tf;
+  double start, took = -1;
+
+  if (handle == NULL || nbd_connect_unix (handle, sock) == -1) {
+    printf ("not ok - connect %s: %s\n", sock, nbd_get_error ());
+    return;
+  }
+  leader.h = follower.h = handle;
+  pthread_create (&tl, NULL, read_at, &leader);
+  usleep (200000);              /* the leader polls for its reply */
+  start = now ();
+  pthread_create (&tf, NULL, read_at, &follower);
+  while (!__atomic_load_n (&follower.done, __ATOMIC_SEQ_CST) &&
+         now () - start < 10 * slowdown ())
+    usleep (1000);
+  took = now () - start;
+  printf ("%s - a thread whose reply the polling thread read returns at "
+          "once, not when that thread leaves\n",
+          follower.done && took < 1.5 * slowdown () &&
+          !__atomic_load_n (&leader.done, __ATOMIC_SEQ_CST)
+          ? "ok" : "not ok");
+  printf ("# follower returned after %.3f s\n", took);
+  pthread_join (tf, NULL);
+  pthread_join (tl, NULL);
+  printf ("%s - both reads succeed\n",
+          leader.result == 0 && follower.result == 0 ? "ok" : "not ok");
+  nbd_close (handle);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -369,9 +421,9 @@ main (int argc, char *argv[])
   unsigned bad = 0, failures = 0;
 
   setvbuf (stdout, NULL, _IOLBF, 0);
-  if (argc != 2 && argc != 8) {
+  if (argc != 2 && argc != 9) {
     fprintf (stderr, "usage: %s SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 "
-             "DLYPID2 DLYSOCK3 ONESOCK]\n", argv[0]);
+             "DLYPID2 DLYSOCK3 ONESOCK SLOW0SOCK]\n", argv[0]);
     exit (EXIT_FAILURE);
   }
   for (int round = 0; round < ROUNDS; round++) {
@@ -399,12 +451,13 @@ main (int argc, char *argv[])
           "finished, none failed\n", failures ? "not ok" : "ok", ROUNDS,
           THREADS, READS_PER_THREAD);
   printf ("%s - every read returned the pattern\n", bad ? "not ok" : "ok");
-  if (argc == 8) {
+  if (argc == 9) {
     test_dying_handle (argv[2], argv[3], false);
     test_dying_handle (argv[4], argv[5], true);
     test_follower_timeout (argv[6]);
     test_send_fails_while_polling (argv[6]);
     test_orphaned_writer (argv[7]);
+    test_follower_woken_by_its_reply (argv[8]);
   }
   return 0;
 }

@@ -26,7 +26,18 @@ EOF2
 chmod +x "$tmpdir/slow.sh"
 start_nbdkit dly3 sh "$tmpdir/slow.sh"
 start_nbdkit one -t 1 --filter=delay memory 64M delay-read=2
+cat >"$tmpdir/slow-at-0.sh" <<'EOF2'
+#!/bin/sh
+case "$1" in
+  thread_model) echo parallel ;;
+  get_size) echo 1048576 ;;
+  pread) [ "$4" = 0 ] && sleep 2; head -c "$3" /dev/zero ;;
+  *) exit 2 ;;
+esac
+EOF2
+chmod +x "$tmpdir/slow-at-0.sh"
+start_nbdkit slow0 sh "$tmpdir/slow-at-0.sh"
 tap_run "threads" "$prog" "$tmpdir/pat.sock" \
   "$tmpdir/dly1.sock" "$tmpdir/dly1.pid" "$tmpdir/dly2.sock" "$tmpdir/dly2.pid" \
-  "$tmpdir/dly3.sock" "$tmpdir/one.sock"
+  "$tmpdir/dly3.sock" "$tmpdir/one.sock" "$tmpdir/slow0.sock"
 tap_done

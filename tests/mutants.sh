@@ -91,8 +91,10 @@ mutant chunk-for-done-command \
   if (cmd == NULL) {'
 mutant hole-length-zero \
   "an OFFSET_HOLE chunk of length 0 is accepted" \
-  'if (len == 0) {' \
-  'if (0) {'
+  '    input_consume (h, 12);
+    if (len == 0) {' \
+  '    input_consume (h, 12);
+    if (0) {'
 mutant ranges-skip-memmove \
   "a read's range inserted before others overwrites one of them" \
   '    memmove (&r[lo + 1], &r[lo], (n - lo) * sizeof *r);
@@ -130,10 +132,10 @@ mutant recv-unbounded \
 mutant free-at-completion \
   "callbacks are freed when the command completes, not when retired" \
   '  list_append (&h->done, cmd);
-  if (r == 1)' \
-  '  free_callbacks (&cmd->chunk, &cmd->completion);
+  wake_command_waiter (cmd);' \
+  '  free_callbacks (&cmd->cb);
   list_append (&h->done, cmd);
-  if (r == 1)'
+  wake_command_waiter (cmd);'
 mutant pread-initialize-late \
   "a refused read leaves the buffer's old bytes" \
   'if (h->pread_initialize)
@@ -216,8 +218,8 @@ mutant wire-enospc \
   'case NBD_ENOSPC: return EIO;'
 mutant follower-no-timeout \
   "a thread waiting for the polling thread ignores its timeout" \
-  'r = pthread_cond_timedwait (&h->progress, &h->lock, &deadline);' \
-  'r = pthread_cond_wait (&h->progress, &h->lock);'
+  'r = pthread_cond_timedwait (&w->cond, &h->lock, &deadline);' \
+  'pthread_cond_wait (&w->cond, &h->lock);'
 mutant dead-poller-not-woken \
   "a handle that dies does not wake the thread waiting on its socket" \
   '    shutdown (h->fd, SHUT_RDWR);' \
@@ -235,6 +237,36 @@ mutant unknown-cookie-error \
     r = command_result (h, cmd);
   else if (cmd == NULL)
     r = -1;'
+mutant completion-wakes-nobody \
+  "a thread waiting for its command sleeps until the polling thread leaves" \
+  '  wake_command_waiter (cmd);' \
+  '  (void) 0;'
+mutant orphaned-writer \
+  "a thread polling only to send is not told when the leader leaves" \
+  'if (!wake_successor (h) && h->write_polling && !h->polling &&' \
+  'if (!wake_successor (h) && h->write_polling && !h->polling && 0 &&'
+mutant write-out-of-bounds-einval \
+  "a write past the end fails with EINVAL, not libnbd's ENOSPC" \
+  'set_error (writes ? ENOSPC : EINVAL, "request out of bounds: offset %"' \
+  'set_error (EINVAL, "request out of bounds: offset %"'
+mutant zero-size-after-bounds \
+  "a zero-length request past the end fails as out of bounds" \
+  '  if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0) {' \
+  '  if ((h->strict & LIBNBD_STRICT_ZERO_SIZE) && count == 0 &&
+      offset <= h->exportsize) {'
+mutant extent-not-freed \
+  "an extent callback is never freed" \
+  '  if (cb->extent.free)
+    cb->extent.free (cb->extent.user_data);' \
+  ''
+mutant block-status-no-context-check \
+  "block status without a negotiated context is sent" \
+  '    if (h->nr_meta == 0) {' \
+  '    if (0) {'
+mutant flush-unadvertised \
+  "a flush the server did not advertise is sent under strict mode" \
+  '    if (!(h->eflags & NBD_FLAG_SEND_FLUSH))' \
+  '    if (0)'
 
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
