@@ -6,9 +6,10 @@
  * It serves a read-only 1 MiB export in which every 8-byte big-endian word
  * holds its own offset.  It speaks a correct fixed-newstyle handshake (or
  * oldstyle), then misbehaves as the SCENARIO says: either during the
- * handshake, or in its reply to the first READ request.  Later READs are
- * answered correctly, so a client that survives a command-level error can
- * check that its handle still works.
+ * handshake, or in its reply to the first READ request (or the first
+ * BLOCK_STATUS or WRITE: command_fault).  Later requests are answered
+ * correctly, so a client that survives a command-level error can check
+ * that its handle still works.
  *
  * Without --socket it talks on stdin/stdout, which is what
  * nbd_connect_command gives it.  With --socket it listens on a Unix socket,
@@ -18,8 +19,8 @@
  * exits when the client goes away (EOF or a failed write), and in any case
  * after a minute.
  *
- * To add a scenario: write a read_fault function (or pick a
- * handshake_fault), add a row to the scenarios table, and add what a
+ * To add a scenario: write a read_fault or command_fault function (or
+ * pick a handshake_fault), add a row to the scenarios table, and add what a
  * client must do to the expectations of hostile-replies.c (it checks that
  * every scenario has one).
  */
@@ -193,12 +194,35 @@ static const struct {
 #define SC_GO_ERROR(error) (((error) & 0xff) << 8)
 #define SC_GO_ERROR_MASK   SC_GO_ERROR (0xff)
 
+/* Block status and writes: the scenarios whose fault is in the reply to
+ * the first NBD_CMD_BLOCK_STATUS or NBD_CMD_WRITE (command_fault).
+ */
+#define NBD_CMD_BLOCK_STATUS        7
+#define NBD_CMD_FLAG_REQ_ONE        (1 << 3)
+#define NBD_STATE_HOLE              1
+#define NBD_STATE_ZERO              2
+#define BASE_ALLOCATION             "base:allocation"
+#define DIRTY_BITMAP                "qemu:dirty-bitmap:x"
+#define BASE_ALLOCATION_ID          17  /* context ids no client guesses */
+#define DIRTY_BITMAP_ID             42
+#define UNKNOWN_CONTEXT_ID          99
+#define BIG_EXPORT_SIZE             (8 * 1024 * 1024)
+#define MANY_EXTENTS                (1 << 20) /* the spec's advice: at
+                                                 most this many */
+#define SC_META       (1 << 16)     /* SET_META_CONTEXT selects
+                                       BASE_ALLOCATION and DIRTY_BITMAP
+                                       when the client asks for them */
+#define SC_BIG_EXPORT (1 << 17)     /* an export of BIG_EXPORT_SIZE */
+#define SC_WRITABLE   (1 << 18)     /* not read-only: writes succeed */
+
 struct scenario {
   const char *name;
   const char *description;
   unsigned flags;
   enum handshake_fault handshake_fault;
   void (*read_fault) (const struct request *req); /* first READ; or NULL */
+  void (*command_fault) (const struct request *req); /* first BLOCK_STATUS
+                                                         or WRITE; or NULL */
 };
 
 static const struct scenario *scenario;
@@ -368,6 +392,8 @@ export_size (void)
 {
   if (scenario->handshake_fault == HS_HUGE_SIZE)
     return UINT64_C (1) << 63;
+  if (scenario->flags & SC_BIG_EXPORT)
+    return BIG_EXPORT_SIZE;
   return EXPORT_SIZE;
 }
 
@@ -379,6 +405,8 @@ transmission_flags (void)
 
   if (structured_replies || scenario->handshake_fault == HS_DF_WITHOUT_SR)
     flags |= NBD_FLAG_SEND_DF;
+  if (scenario->flags & SC_WRITABLE)
+    flags &= ~NBD_FLAG_READ_ONLY;
   return flags;
 }
 
@@ -438,13 +466,76 @@ reply_structured_reply (uint32_t option)
   flush_out ();
 }
 
-/* Reply to NBD_OPT_SET_META_CONTEXT: no context, unless the scenario
- * selects one whatever the client asked for.
+/* SC_META: the contexts selected for this session. */
+static bool base_allocation_selected, dirty_bitmap_selected;
+
+/* SC_META: answer NBD_OPT_SET_META_CONTEXT as a correct server does: a
+ * META_CONTEXT reply for each query it knows (BASE_ALLOCATION,
+ * DIRTY_BITMAP), then ACK.  The data: export name length (4), name,
+ * number of queries (4), each query's length (4) and text.
  */
 static void
-reply_meta_context (uint32_t option)
+select_contexts (uint32_t option, const unsigned char *data,
+                 uint32_t length)
+{
+  uint32_t pos, name_length, nr_queries, query_length, i;
+
+  if (length < 8 || (name_length = get_be (data, 4)) > length - 8)
+    goto invalid;
+  pos = 4 + name_length;
+  nr_queries = get_be (data + pos, 4);
+  pos += 4;
+  for (i = 0; i < nr_queries; i++) {
+    const char *query;
+
+    if (length - pos < 4 ||
+        (query_length = get_be (data + pos, 4)) > length - pos - 4)
+      goto invalid;
+    query = (const char *) data + pos + 4;
+    pos += 4 + query_length;
+    if (query_length == strlen (BASE_ALLOCATION) &&
+        memcmp (query, BASE_ALLOCATION, query_length) == 0) {
+      option_reply (option, NBD_REP_META_CONTEXT,
+                    4 + strlen (BASE_ALLOCATION));
+      put_be32 (BASE_ALLOCATION_ID);
+      put (BASE_ALLOCATION, strlen (BASE_ALLOCATION));
+      base_allocation_selected = true;
+    }
+    else if (query_length == strlen (DIRTY_BITMAP) &&
+             memcmp (query, DIRTY_BITMAP, query_length) == 0) {
+      option_reply (option, NBD_REP_META_CONTEXT, 4 + strlen (DIRTY_BITMAP));
+      put_be32 (DIRTY_BITMAP_ID);
+      put (DIRTY_BITMAP, strlen (DIRTY_BITMAP));
+      dirty_bitmap_selected = true;
+    }
+  }
+  if (pos != length)
+    goto invalid;
+  option_reply (option, NBD_REP_ACK, 0);
+  flush_out ();
+  return;
+
+ invalid:
+  out_len = 0;                  /* no META_CONTEXT reply before an error */
+  base_allocation_selected = dirty_bitmap_selected = false;
+  option_reply (option, NBD_REP_ERR_INVALID, 0);
+  flush_out ();
+}
+
+/* Reply to NBD_OPT_SET_META_CONTEXT: no context, unless the scenario
+ * selects one whatever the client asked for (or, SC_META, what it asked
+ * for).
+ */
+static void
+reply_meta_context (uint32_t option, const unsigned char *data,
+                    uint32_t length)
 {
   const char *name = NULL;
+
+  if (scenario->flags & SC_META) {
+    select_contexts (option, data, length);
+    return;
+  }
 
   switch (scenario->handshake_fault) {
   case HS_META_CONTEXT:
@@ -714,7 +805,7 @@ handshake_newstyle (void)
       reply_structured_reply (option);
       break;
     case NBD_OPT_SET_META_CONTEXT:
-      reply_meta_context (option);
+      reply_meta_context (option, data, length);
       break;
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
@@ -1316,6 +1407,322 @@ too_fragmented (const struct request *req)
   fragment (req, 1);
 }
 
+/* ----- Block status and writes (SC_META, SC_WRITABLE) ----- */
+
+/* A BLOCK_STATUS chunk: a context id and n descriptors, each a length and
+ * status flags (entries[2 * i], entries[2 * i + 1]).
+ */
+static void
+extents_chunk (uint16_t flags, uint64_t cookie, uint32_t context_id,
+               size_t n, const uint32_t *entries)
+{
+  size_t i;
+
+  chunk_header (flags, NBD_REPLY_TYPE_BLOCK_STATUS, cookie, 4 + 8 * n);
+  put_be32 (context_id);
+  for (i = 0; i < 2 * n; i++)
+    put_be32 (entries[i]);
+}
+
+/* A correct reply: for base:allocation four descriptors of lengths no
+ * byte swap leaves alike, the last running to the request end (one with
+ * REQ_ONE, cut at the request end); for the dirty bitmap two halves.  One
+ * chunk per selected context, DONE on the last.
+ */
+static void
+reply_block_status (const struct request *req)
+{
+  uint32_t base[8] = {
+    4096, NBD_STATE_HOLE | NBD_STATE_ZERO,
+    8192, 0,
+    512, NBD_STATE_ZERO,
+    0, NBD_STATE_HOLE,          /* the rest of the request */
+  };
+  uint32_t dirty[4] = {
+    req->count / 2, 1,
+    req->count - req->count / 2, 0,
+  };
+  size_t n = 4;
+
+  if (req->count <= 4096 + 8192 + 512 ||
+      (req->flags & NBD_CMD_FLAG_REQ_ONE)) {
+    base[0] = req->count < 4096 ? req->count : 4096;
+    n = 1;
+  }
+  else
+    base[6] = req->count - (4096 + 8192 + 512);
+  if (base_allocation_selected)
+    extents_chunk (dirty_bitmap_selected ? 0 : NBD_REPLY_FLAG_DONE,
+                   req->cookie, BASE_ALLOCATION_ID, n, base);
+  if (dirty_bitmap_selected)
+    extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, DIRTY_BITMAP_ID,
+                   req->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : 2, dirty);
+  flush_out ();
+}
+
+static void
+answer_block_status (const struct request *req)
+{
+  static bool first = true;
+
+  /* NBD spec, NBD_CMD_BLOCK_STATUS: a client MUST NOT send it unless a
+   * context was selected.  Close, so that the test sees the handle go.
+   */
+  if (!base_allocation_selected && !dirty_bitmap_selected)
+    exit (EXIT_SUCCESS);
+  if (first && scenario->command_fault)
+    scenario->command_fault (req);
+  else
+    reply_block_status (req);
+  first = false;
+}
+
+/* A write's payload has been read. */
+static void
+answer_write (const struct request *req)
+{
+  static bool first = true;
+
+  if (first && scenario->command_fault)
+    scenario->command_fault (req);
+  else if (structured_replies) {
+    none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
+    flush_out ();
+  }
+  else {
+    simple_reply (0, req->cookie);
+    flush_out ();
+  }
+  first = false;
+}
+
+/* Misbehaviours on the first BLOCK_STATUS.  Offsets are relative to the
+ * request, which the tests send as hostile-replies.c says.
+ */
+
+/* A descriptor of length 0 between two good ones. */
+static void
+bs_zero_length (const struct request *req)
+{
+  const uint32_t e[] = { 4096, 0, 0, 0, 8192, NBD_STATE_HOLE };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 3, e);
+  flush_out ();
+}
+
+/* For a request of the last 8 KiB: 4 KiB, then 8 KiB crossing the end of
+ * the export.  The spec says nothing of the export end; the client cuts
+ * the extent there.  Then NONE with DONE.
+ */
+static void
+bs_cut_at_end (const struct request *req)
+{
+  const uint32_t e[] = { 4096, 0, 8192, NBD_STATE_HOLE };
+
+  extents_chunk (0, req->cookie, BASE_ALLOCATION_ID, 2, e);
+  none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
+  flush_out ();
+}
+
+/* For a request running past the end of the export (the client lifted
+ * LIBNBD_STRICT_BOUNDS): 4 KiB up to the end, then 4 KiB starting there,
+ * inside the request.
+ */
+static void
+bs_past_export_end (const struct request *req)
+{
+  const uint32_t e[] = { 4096, 0, 4096, NBD_STATE_HOLE };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 2, e);
+  flush_out ();
+}
+
+/* The first descriptor covers the request; a second one follows. */
+static void
+bs_past_request (const struct request *req)
+{
+  const uint32_t e[] = { req->count, 0, 4096, NBD_STATE_HOLE };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 2, e);
+  flush_out ();
+}
+
+/* Correct: the last descriptor runs 4 KiB past the request end. */
+static void
+bs_last_past_request (const struct request *req)
+{
+  const uint32_t e[] = { 4096, 0, req->count, NBD_STATE_HOLE };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 2, e);
+  flush_out ();
+}
+
+/* Correct: one descriptor for the first 4 KiB of the request only. */
+static void
+bs_short (const struct request *req)
+{
+  const uint32_t e[] = { 4096, NBD_STATE_HOLE | NBD_STATE_ZERO };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 1, e);
+  flush_out ();
+}
+
+static void
+bs_unknown_context (const struct request *req)
+{
+  const uint32_t e[] = { req->count, 0 };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, UNKNOWN_CONTEXT_ID, 1, e);
+  flush_out ();
+}
+
+/* Two descriptors although the request (REQ_ONE) asked for one. */
+static void
+bs_req_one_two (const struct request *req)
+{
+  const uint32_t e[] = { 4096, 0, 4096, NBD_STATE_HOLE };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 2, e);
+  flush_out ();
+}
+
+/* One descriptor, 4 KiB longer than the (REQ_ONE) request. */
+static void
+bs_req_one_long (const struct request *req)
+{
+  const uint32_t e[] = { req->count + 4096, 0 };
+
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 1, e);
+  flush_out ();
+}
+
+/* n descriptors of 1 byte, status flags i & 3, in one chunk. */
+static void
+many_extents (const struct request *req, uint32_t n)
+{
+  uint32_t i;
+
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                req->cookie, 4 + UINT32_C (8) * n);
+  put_be32 (BASE_ALLOCATION_ID);
+  for (i = 0; i < n; i++) {
+    put_be32 (1);
+    put_be32 (i & 3);
+  }
+  flush_out ();
+}
+
+/* 2^20 descriptors: the most a client must take (a chunk of 8 MiB + 4). */
+static void
+bs_max_extents (const struct request *req)
+{
+  many_extents (req, MANY_EXTENTS);
+}
+
+/* One more than that: valid but for the client's cap. */
+static void
+bs_too_many_extents (const struct request *req)
+{
+  many_extents (req, MANY_EXTENTS + 1);
+}
+
+/* A payload of the context id alone, then a correct chunk. */
+static void
+bs_no_descriptors (const struct request *req)
+{
+  chunk_header (0, NBD_REPLY_TYPE_BLOCK_STATUS, req->cookie, 4);
+  put_be32 (BASE_ALLOCATION_ID);
+  reply_block_status (req);
+}
+
+/* A payload of 4 + 8 + 3 bytes: a descriptor and 3 stray bytes. */
+static void
+bs_bad_length (const struct request *req)
+{
+  chunk_header (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS,
+                req->cookie, 4 + 8 + 3);
+  put_be32 (BASE_ALLOCATION_ID);
+  put_be32 (req->count);
+  put_be32 (0);
+  put_fill (0, 3);
+  flush_out ();
+}
+
+/* OFFSET_DATA in reply to a block status request. */
+static void
+bs_data_chunk (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, 512);
+  flush_out ();
+}
+
+/* A simple reply with no error although structured replies are on: block
+ * status succeeds only with BLOCK_STATUS chunks.
+ */
+static void
+bs_simple_reply (const struct request *req)
+{
+  simple_reply (0, req->cookie);
+  flush_out ();
+}
+
+static void
+bs_simple_error (const struct request *req)
+{
+  simple_reply (NBD_EIO, req->cookie);
+  flush_out ();
+}
+
+static void
+bs_error_chunk (const struct request *req)
+{
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: block status EIO");
+  flush_out ();
+}
+
+/* The base:allocation chunk, then an ERROR chunk with DONE. */
+static void
+bs_extents_then_error (const struct request *req)
+{
+  const uint32_t e[] = { req->count, 0 };
+
+  extents_chunk (0, req->cookie, BASE_ALLOCATION_ID, 1, e);
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: EIO after the extents");
+  flush_out ();
+}
+
+/* Misbehaviours on the first WRITE (SC_WRITABLE). */
+
+static void
+write_error_chunk (const struct request *req)
+{
+  error_chunk (NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, req->cookie,
+               NBD_EIO, "bad-server: write EIO");
+  flush_out ();
+}
+
+/* Allowed: a simple reply to a write, with structured replies on. */
+static void
+write_simple_reply (const struct request *req)
+{
+  simple_reply (0, req->cookie);
+  flush_out ();
+}
+
+static void
+write_data_chunk (const struct request *req)
+{
+  data_chunk (NBD_REPLY_FLAG_DONE, req->cookie, req->offset, 512);
+  flush_out ();
+}
+
+/* Rows list the first five fields; command_fault is named where a row
+ * needs it.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct scenario scenarios[] = {
   /* name, description, flags, handshake fault, first READ fault */
   { "good",
@@ -1479,6 +1886,87 @@ static const struct scenario scenarios[] = {
   { "many-in-flight-simple",
     "as many-in-flight, with simple replies",
     SC_BATCH | SC_SIMPLE, HS_NONE, NULL },
+
+  /* Block status (SC_META: base:allocation and a dirty bitmap when
+   * asked for) and writes (SC_WRITABLE): the fault is in the reply to the
+   * first BLOCK_STATUS or WRITE.
+   */
+  { "bs-good",
+    "correct block status: one chunk per context, 4 descriptors",
+    SC_META, HS_NONE, NULL },
+  { "bs-no-context",
+    "selects no meta context; closes on a BLOCK_STATUS request",
+    0, HS_NONE, NULL },
+  { "bs-zero-length",
+    "a block status descriptor of length 0",
+    SC_META, HS_NONE, .command_fault = bs_zero_length },
+  { "bs-cut-at-end",
+    "a descriptor crossing the end of the export, then NONE",
+    SC_META, HS_NONE, .command_fault = bs_cut_at_end },
+  { "bs-past-export-end",
+    "a descriptor starting at the end of the export, inside the request",
+    SC_META, HS_NONE, .command_fault = bs_past_export_end },
+  { "bs-past-request",
+    "a descriptor starting at the end of the request",
+    SC_META, HS_NONE, .command_fault = bs_past_request },
+  { "bs-last-past-request",
+    "the last descriptor running past the end of the request",
+    SC_META, HS_NONE, .command_fault = bs_last_past_request },
+  { "bs-short",
+    "descriptors covering only the start of the request",
+    SC_META, HS_NONE, .command_fault = bs_short },
+  { "bs-unknown-context",
+    "a BLOCK_STATUS chunk for a context id never selected",
+    SC_META, HS_NONE, .command_fault = bs_unknown_context },
+  { "bs-req-one-two",
+    "two descriptors for a REQ_ONE request",
+    SC_META, HS_NONE, .command_fault = bs_req_one_two },
+  { "bs-req-one-long",
+    "one descriptor longer than a REQ_ONE request",
+    SC_META, HS_NONE, .command_fault = bs_req_one_long },
+  { "bs-max-extents",
+    "2^20 descriptors of 1 byte in one chunk (8 MiB export)",
+    SC_META | SC_BIG_EXPORT, HS_NONE, .command_fault = bs_max_extents },
+  { "bs-too-many-extents",
+    "2^20 + 1 descriptors of 1 byte in one chunk (8 MiB export)",
+    SC_META | SC_BIG_EXPORT, HS_NONE,
+    .command_fault = bs_too_many_extents },
+  { "bs-no-descriptors",
+    "a BLOCK_STATUS payload of 4 bytes, then a correct chunk",
+    SC_META, HS_NONE, .command_fault = bs_no_descriptors },
+  { "bs-bad-length",
+    "a BLOCK_STATUS payload of 15 bytes",
+    SC_META, HS_NONE, .command_fault = bs_bad_length },
+  { "bs-data-chunk",
+    "an OFFSET_DATA chunk in reply to block status",
+    SC_META, HS_NONE, .command_fault = bs_data_chunk },
+  { "bs-simple-reply",
+    "a simple reply without error to block status, structured replies on",
+    SC_META, HS_NONE, .command_fault = bs_simple_reply },
+  { "bs-simple-error",
+    "a simple EIO reply to block status, structured replies on",
+    SC_META, HS_NONE, .command_fault = bs_simple_error },
+  { "bs-error-chunk",
+    "an EIO error chunk in reply to block status",
+    SC_META, HS_NONE, .command_fault = bs_error_chunk },
+  { "bs-extents-then-error",
+    "a correct BLOCK_STATUS chunk, then an EIO error chunk",
+    SC_META, HS_NONE, .command_fault = bs_extents_then_error },
+  { "bs-chunk-for-read",
+    "base:allocation selected; a BLOCK_STATUS chunk in reply to a read",
+    SC_META, HS_NONE, block_status_for_read },
+  { "write-good",
+    "a writable export: writes answered with NONE",
+    SC_WRITABLE, HS_NONE, NULL },
+  { "write-error-chunk",
+    "an EIO error chunk in reply to a write",
+    SC_WRITABLE, HS_NONE, .command_fault = write_error_chunk },
+  { "write-simple-reply",
+    "a simple reply to a write, structured replies on (allowed)",
+    SC_WRITABLE, HS_NONE, .command_fault = write_simple_reply },
+  { "write-data-chunk",
+    "an OFFSET_DATA chunk in reply to a write",
+    SC_WRITABLE, HS_NONE, .command_fault = write_data_chunk },
   { "oversized-option-reply",
     "INFO reply to GO claiming 1 GiB",
     0, HS_OVERSIZED_REPLY, NULL },
@@ -1649,6 +2137,8 @@ static const struct scenario scenarios[] = {
     0, HS_META_CONTEXT_SHORT, NULL },
 };
 
+#pragma GCC diagnostic pop
+
 #define NR_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 static void
@@ -1673,7 +2163,8 @@ answer_request (const struct request *req)
 
   switch (req->type) {
   case NBD_CMD_READ:
-    if (req->offset > EXPORT_SIZE || req->count > EXPORT_SIZE - req->offset)
+    if (req->offset > export_size () ||
+        req->count > export_size () - req->offset)
       reply_error (req, NBD_EINVAL);
     else if (first_read && scenario->read_fault) {
       first_read = false;
@@ -1700,7 +2191,13 @@ answer_request (const struct request *req)
       read_all (payload, req->count);
       free (payload);
     }
-    reply_error (req, NBD_EPERM);
+    if (scenario->flags & SC_WRITABLE)
+      answer_write (req);
+    else
+      reply_error (req, NBD_EPERM);
+    break;
+  case NBD_CMD_BLOCK_STATUS:
+    answer_block_status (req);
     break;
   default:
     reply_error (req, NBD_EINVAL);

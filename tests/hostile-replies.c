@@ -26,6 +26,11 @@
  *                the handle is dead and a read on it then fails at once
  *                with EINVAL.
  *
+ * A row with .command issues nbd_aio_block_status or nbd_aio_pwrite
+ * instead of the first read, with the same outcomes (a block status
+ * refused before it is sent counts as fails-usable); the extent callback
+ * must see exactly the extents the row lists.
+ *
  * Connected handles also report the block sizes the server sent
  * (nbd_get_block_size), and the meta context it selected when the
  * expectation asks for one before connecting (nbd_can_meta_context).
@@ -58,6 +63,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -99,6 +105,62 @@ outcome_name (enum outcome outcome)
   abort ();
 }
 
+/* Block status and writes: a row with .command issues that command first,
+ * instead of the read (run_command).  bad-server answers block status as
+ * its scenario says; these are the requests it expects.
+ */
+#define BS_OFFSET         65536
+#define BS_COUNT          65536
+#define WRITE_OFFSET      65536
+#define WRITE_COUNT       4096
+#define BIG_EXPORT_SIZE   (8 * 1024 * 1024) /* bad-server's SC_BIG_EXPORT */
+#define MANY_EXTENTS      (1 << 20)  /* the spec's advice: at most this many
+                                        descriptors in a chunk */
+#define HEAP_BOUND        (1024 * 1024) /* heap growth allowed while a
+                                           rejected 8 MiB chunk arrives */
+#define BASE_ALLOCATION   "base:allocation"
+#define DIRTY_BITMAP      "qemu:dirty-bitmap:x"
+
+enum command_type { BLOCK_STATUS, WRITE };
+
+/* One call of the extent callback, as it must be. */
+struct extent_call {
+  const char *context;
+  size_t n;                     /* descriptors */
+  const uint32_t *entries;      /* 2n words, (length, flags) in host byte
+                                   order; NULL: n descriptors of 1 byte,
+                                   descriptor i with flags i & 3 */
+  int error;                    /* *error on entry */
+};
+
+struct command_expectation {
+  enum command_type type;
+  uint64_t offset, count;
+  uint32_t flags;
+  bool no_strict_bounds;        /* LIBNBD_STRICT_BOUNDS off */
+  const char *extra_context;    /* nbd_add_meta_context this one too */
+  bool refused;                 /* the call itself fails with the row's
+                                   errno, and nothing reaches the server */
+  bool heap_bounded;            /* the heap grows by less than HEAP_BOUND */
+  unsigned calls;               /* the extent callback calls, in order */
+  struct extent_call call[2];
+};
+
+#define BS(...)                                                         \
+  .meta_request = BASE_ALLOCATION, .meta_selected = BASE_ALLOCATION,    \
+  .command = &(const struct command_expectation) { BLOCK_STATUS, __VA_ARGS__ }
+#define EXTENTS(...) ((const uint32_t []) { __VA_ARGS__ })
+/* bad-server's correct reply to a request of BS_COUNT bytes. */
+#define GOOD_EXTENTS                                                    \
+  EXTENTS (4096, LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO, 8192, 0,        \
+           512, LIBNBD_STATE_ZERO, BS_COUNT - 12800, LIBNBD_STATE_HOLE)
+/* ... and its first extent, all of a REQ_ONE reply. */
+#define FIRST_GOOD_EXTENT                                               \
+  EXTENTS (4096, LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO)
+#define WRITE_COMMAND                                                   \
+  .command = &(const struct command_expectation) {                      \
+    WRITE, WRITE_OFFSET, WRITE_COUNT }
+
 struct expectation {
   const char *scenario;
   bool trickle;                 /* bad-server --trickle */
@@ -125,6 +187,8 @@ struct expectation {
   const char *meta_request;     /* nbd_add_meta_context before connecting */
   const char *meta_selected;    /* the context nbd_can_meta_context then
                                    reports (NULL: none) */
+  const struct command_expectation *command; /* first command, if not a
+                                                read */
 };
 
 #define DF LIBNBD_CMD_FLAG_DF
@@ -355,6 +419,140 @@ static const struct expectation expectations[] = {
   { "error-stream", false, 0, FAILS_USABLE, EIO, 0,
     "a server streaming chunks cannot hold nbd_poll past its timeout",
     .bounded_poll = true },
+
+  /* Block status (NBD spec, NBD_CMD_BLOCK_STATUS and BLOCK_STATUS chunks;
+   * ../../shared/PROTOCOL.md section 4).  The extent callback must see
+   * exactly what the server sent, in host byte order, and only extents of
+   * non-zero length that start inside the request and lie inside the
+   * export (libnbdc cuts one crossing the export end).  libnbd 1.14 checks
+   * no extent and ignores chunks for unknown context ids: it differs in
+   * the rows not marked same-as-libnbd.
+   */
+  { "bs-good", false, 0, WORKS, 0, ANY,
+    "block status extents reach the callback exactly",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 4, GOOD_EXTENTS } }) },
+  { "bs-good", true, 0, WORKS, 0, ANY,
+    "block status extents reach the callback exactly",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 4, GOOD_EXTENTS } }) },
+  { "bs-good", false, 0, WORKS, 0, ANY,
+    "REQ_ONE: one extent",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, LIBNBD_CMD_FLAG_REQ_ONE, .calls = 1,
+        .call = { { BASE_ALLOCATION, 1,
+                    FIRST_GOOD_EXTENT } }) },
+  { "bs-good", false, 0, WORKS, 0, ANY,
+    "two contexts: one callback each, with its name",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .extra_context = DIRTY_BITMAP, .calls = 2,
+        .call = { { BASE_ALLOCATION, 4, GOOD_EXTENTS },
+                  { DIRTY_BITMAP, 2,
+                    EXTENTS (BS_COUNT / 2, 1, BS_COUNT / 2, 0) } }) },
+  { "bs-last-past-request", false, 0, WORKS, 0, ANY,
+    "the last extent may run past the request end",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 2,
+                    EXTENTS (4096, 0, BS_COUNT, LIBNBD_STATE_HOLE) } }) },
+  { "bs-short", false, 0, WORKS, 0, ANY,
+    "extents may stop short of the request end",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 1,
+                    FIRST_GOOD_EXTENT } }) },
+  { "bs-max-extents", false, 0, WORKS, 0, ANY,
+    "a chunk of 2^20 descriptors is taken whole",
+    .same_as_libnbd = true,
+    BS (0, 4 * 1024 * 1024, .calls = 1,
+        .call = { { BASE_ALLOCATION, MANY_EXTENTS, NULL } }) },
+  { "bs-cut-at-end", false, 0, WORKS, 0, ANY,
+    "an extent crossing the export end is cut there",
+    BS (EXPORT_SIZE - 8192, 8192, .calls = 1,
+        .call = { { BASE_ALLOCATION, 2,
+                    EXTENTS (4096, 0, 4096, LIBNBD_STATE_HOLE) } }) },
+  /* The server selected no context: refused before sending (bad-server
+   * would close), ENOTSUP as in libnbd.
+   */
+  { "bs-no-context", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "no block status without a negotiated context",
+    .same_as_libnbd = true,
+    .meta_request = BASE_ALLOCATION,
+    .command = &(const struct command_expectation) {
+      BLOCK_STATUS, BS_OFFSET, BS_COUNT, .refused = true } },
+  { "bs-zero-length", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a block status descriptor has a non-zero length",
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-past-export-end", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "no extent starts at or past the export end",
+    BS (EXPORT_SIZE - 4096, 8192, .no_strict_bounds = true) },
+  { "bs-past-request", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "only the last extent may reach the request end",
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-unknown-context", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a BLOCK_STATUS chunk names a selected context",
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-req-one-two", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "REQ_ONE: one descriptor",
+    BS (BS_OFFSET, BS_COUNT, LIBNBD_CMD_FLAG_REQ_ONE) },
+  { "bs-req-one-long", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "REQ_ONE: no longer than the request",
+    BS (BS_OFFSET, BS_COUNT, LIBNBD_CMD_FLAG_REQ_ONE) },
+  { "bs-too-many-extents", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "over 2^20 descriptors: refused, never held in memory",
+    BS (0, 4 * 1024 * 1024, .heap_bounded = true) },
+  /* The stream stays in step: the correct chunk after the bad one reaches
+   * the callback, which sees the error.
+   */
+  { "bs-no-descriptors", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a BLOCK_STATUS payload holds at least one descriptor",
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 4, GOOD_EXTENTS, EPROTO } }) },
+  { "bs-bad-length", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "a BLOCK_STATUS payload is 4 + 8n bytes",
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-simple-reply", false, 0, FAILS_USABLE, EPROTO, ANY,
+    "block status succeeds only with BLOCK_STATUS chunks",
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-simple-error", false, 0, FAILS_USABLE, EIO, ANY,
+    "a simple error reply to block status fails it with its errno",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-error-chunk", false, 0, FAILS_USABLE, EIO, ANY,
+    "an error chunk fails block status with its errno",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-extents-then-error", false, 0, FAILS_USABLE, EIO, ANY,
+    "extents, then an error chunk: the command fails",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 1,
+        .call = { { BASE_ALLOCATION, 1, EXTENTS (BS_COUNT, 0) } }) },
+  { "bs-data-chunk", false, 0, DIES, EPROTO, ANY,
+    "a data chunk in reply to block status: hard disconnect",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    BS (BS_OFFSET, BS_COUNT) },
+  { "bs-chunk-for-read", false, 0, DIES, EPROTO, ANY,
+    "a BLOCK_STATUS chunk in reply to a read: hard disconnect",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .meta_request = BASE_ALLOCATION, .meta_selected = BASE_ALLOCATION },
+
+  /* Writes (NBD spec, "Structured reply types": a write takes NONE or
+   * error chunks, or a simple reply).
+   */
+  { "write-good", false, 0, WORKS, 0, ANY,
+    "a write answered with NONE",
+    .same_as_libnbd = true, WRITE_COMMAND },
+  { "write-simple-reply", false, 0, WORKS, 0, ANY,
+    "a simple reply to a write is allowed with structured replies",
+    .same_as_libnbd = true, WRITE_COMMAND },
+  { "write-error-chunk", false, 0, FAILS_USABLE, EIO, ANY,
+    "an error chunk fails a write with its errno",
+    .same_as_libnbd = true, WRITE_COMMAND },
+  { "write-data-chunk", false, 0, DIES, EPROTO, ANY,
+    "a data chunk in reply to a write: hard disconnect",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, WRITE_COMMAND },
 
   /* EOF during the handshake: ECONNRESET (libnbd 1.14: errno 0). */
   { "close-in-greeting", false, 0, NO_CONNECT, ECONNRESET, ANY,
@@ -1135,14 +1333,21 @@ report_read (struct nbd_handle *h, const char *name,
  * refused?
  */
 static bool
+poll_died (struct nbd_handle *h, const struct expectation *e,
+           const struct poll_log *poll, const struct read_state *second)
+{
+  return nbd_aio_is_dead (h) &&
+    poll->message != NULL && poll->message[0] != '\0' &&
+    errno_is (e, poll->error) &&
+    second->cookie == -1 && second->error == EINVAL;
+}
+
+static bool
 handle_died (struct nbd_handle *h, const struct expectation *e,
              const struct read_state *first,
              const struct read_state *second)
 {
-  return nbd_aio_is_dead (h) &&
-    first->poll.message != NULL && first->poll.message[0] != '\0' &&
-    errno_is (e, first->poll.error) &&
-    second->cookie == -1 && second->error == EINVAL;
+  return poll_died (h, e, &first->poll, second);
 }
 
 /* Did the first read end as expected?  second: a second read on a
@@ -1220,12 +1425,352 @@ free_read (struct read_state *rs)
   free (rs->poll.message);
 }
 
+/* ----- Block status and writes: rows with .command ----- */
+
+/* The first command and everything its callbacks saw. */
+struct command_state {
+  const struct command_expectation *c;
+  uint64_t export_size;
+  unsigned char *buf;           /* the write's data */
+  int64_t cookie;
+  int result;                   /* 1 ok, -1 failed, 0 never completed */
+  int error;
+  char *message;
+  struct poll_log poll;
+  bool hung;
+  unsigned extent_calls, completion_calls;
+  unsigned extent_frees, completion_frees;
+  int completion_error;
+  bool callback_after_free;
+  bool extent_after_completion;
+  bool extent_out_of_range;
+  char mismatch[160];           /* how the extents differ from those
+                                   expected ("": they do not) */
+  size_t heap_base, heap_peak;
+};
+
+/* Bytes of heap in use (glibc), to see that a chunk the library refuses
+ * is never held; 0 where it cannot be known (and under valgrind, whose
+ * allocator glibc does not see: the check then proves nothing).
+ */
+static size_t
+heap_in_use (void)
+{
+#ifdef __GLIBC__
+#if __GLIBC_PREREQ (2, 33)
+  struct mallinfo2 mi = mallinfo2 ();
+
+  return mi.uordblks + mi.hblkhd;
+#endif
+#endif
+  return 0;
+}
+
+static void
+sample_heap (struct command_state *cs)
+{
+  size_t heap = heap_in_use ();
+
+  if (heap > cs->heap_peak)
+    cs->heap_peak = heap;
+}
+
+/* What the extent callback got, against the row's extent_call. */
+static void
+check_extent_call (struct command_state *cs, unsigned call,
+                   const char *metacontext, const uint32_t *entries,
+                   size_t n, int error)
+{
+  const struct command_expectation *c = cs->c;
+  const struct extent_call *x = &c->call[call];
+  size_t i;
+
+  if (call >= c->calls) {
+    snprintf (cs->mismatch, sizeof cs->mismatch,
+              "extent callback called more than %u times", c->calls);
+    return;
+  }
+  if (strcmp (metacontext, x->context) != 0) {
+    snprintf (cs->mismatch, sizeof cs->mismatch,
+              "call %u: context %s, expected %s", call, metacontext,
+              x->context);
+    return;
+  }
+  if (n != x->n || error != x->error) {
+    snprintf (cs->mismatch, sizeof cs->mismatch,
+              "call %u: %zu descriptors with *error %d, expected %zu with "
+              "%d", call, n, error, x->n, x->error);
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    uint32_t length = x->entries ? x->entries[2 * i] : 1;
+    uint32_t flags = x->entries ? x->entries[2 * i + 1] : i & 3;
+
+    if (entries[2 * i] != length || entries[2 * i + 1] != flags) {
+      snprintf (cs->mismatch, sizeof cs->mismatch,
+                "call %u: descriptor %zu is (%" PRIu32 ", %" PRIu32 "), "
+                "expected (%" PRIu32 ", %" PRIu32 ")", call, i,
+                entries[2 * i], entries[2 * i + 1], length, flags);
+      return;
+    }
+  }
+}
+
+static int
+extent_callback (void *user_data, const char *metacontext, uint64_t offset,
+                 uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct command_state *cs = user_data;
+  const struct command_expectation *c = cs->c;
+  uint64_t pos = offset, request_end = c->offset + c->count;
+  size_t i, n = nr_entries / 2;
+  unsigned call = cs->extent_calls++;
+
+  sample_heap (cs);
+  if (cs->extent_frees > 0)
+    cs->callback_after_free = true;
+  if (cs->completion_calls > 0)
+    cs->extent_after_completion = true;
+
+  /* nbd_block_status(3) and the NBD spec: extents from the request
+   * offset on, pairs of words, each of non-zero length, all but the last
+   * ending inside the request; with REQ_ONE one, no longer than the
+   * request.  libnbdc's own rule: inside the export.
+   */
+  if (offset != c->offset || nr_entries == 0 || nr_entries % 2 != 0 ||
+      ((c->flags & LIBNBD_CMD_FLAG_REQ_ONE) &&
+       (n != 1 || entries[0] > c->count)))
+    cs->extent_out_of_range = true;
+  for (i = 0; i < n; i++) {
+    if (entries[2 * i] == 0 || pos >= request_end ||
+        pos >= cs->export_size || entries[2 * i] > cs->export_size - pos)
+      cs->extent_out_of_range = true;
+    pos += entries[2 * i];
+  }
+
+  if (cs->mismatch[0] == '\0')
+    check_extent_call (cs, call, metacontext, entries, n, *error);
+  return 0;
+}
+
+static int
+command_completion (void *user_data, int *error)
+{
+  struct command_state *cs = user_data;
+
+  cs->completion_calls++;
+  cs->completion_error = *error;
+  if (cs->completion_frees > 0)
+    cs->callback_after_free = true;
+  return 0;
+}
+
+static void
+extent_free (void *user_data)
+{
+  ((struct command_state *) user_data)->extent_frees++;
+}
+
+static void
+command_completion_free (void *user_data)
+{
+  ((struct command_state *) user_data)->completion_frees++;
+}
+
+static bool
+command_done (struct nbd_handle *h, void *arg)
+{
+  struct command_state *cs = arg;
+
+  sample_heap (cs);
+  return cs->completion_calls > 0;
+}
+
+/* Before connecting: the other context, the strict mode. */
+static void
+command_setup (struct nbd_handle *h, const struct command_expectation *c)
+{
+  if (c->extra_context && nbd_add_meta_context (h, c->extra_context) == -1) {
+    fprintf (stderr, "nbd_add_meta_context: %s\n", nbd_get_error ());
+    exit (EXIT_FAILURE);
+  }
+  if (c->no_strict_bounds &&
+      nbd_set_strict_mode (h, nbd_get_strict_mode (h) &
+                           ~LIBNBD_STRICT_BOUNDS) == -1) {
+    fprintf (stderr, "nbd_set_strict_mode: %s\n", nbd_get_error ());
+    exit (EXIT_FAILURE);
+  }
+}
+
+/* Issue the row's command, wait for it and retire it. */
+static void
+do_command (struct nbd_handle *h, struct command_state *cs,
+            const struct command_expectation *c)
+{
+  nbd_extent_callback extent = {
+    .callback = extent_callback, .user_data = cs, .free = extent_free,
+  };
+  nbd_completion_callback completion = {
+    .callback = command_completion, .user_data = cs,
+    .free = command_completion_free,
+  };
+
+  cs->c = c;
+  cs->export_size = nbd_get_size (h);
+  cs->heap_base = cs->heap_peak = heap_in_use ();
+  if (c->type == BLOCK_STATUS)
+    cs->cookie = nbd_aio_block_status (h, c->count, c->offset, extent,
+                                       completion, c->flags);
+  else {
+    cs->extent_frees = 1;       /* there is no extent callback */
+    cs->buf = malloc (c->count);
+    if (cs->buf == NULL) {
+      perror ("malloc");
+      exit (EXIT_FAILURE);
+    }
+    memset (cs->buf, CANARY, c->count);
+    cs->cookie = nbd_aio_pwrite (h, cs->buf, c->count, c->offset,
+                                 completion, c->flags);
+  }
+  if (cs->cookie == -1) {
+    cs->result = -1;
+    cs->error = nbd_get_errno ();
+    cs->message = copy_error ();
+    return;
+  }
+  cs->hung = !drive (h, command_done, cs, POLL_TIMEOUT_MS, &cs->poll);
+  cs->result = nbd_aio_command_completed (h, cs->cookie);
+  if (cs->result == -1) {
+    cs->error = nbd_get_errno ();
+    cs->message = copy_error ();
+  }
+}
+
+static void
+report_command (struct nbd_handle *h, const char *name,
+                const struct command_state *cs)
+{
+  printf ("# %s: %s %s%s, handle %s, %u extent calls\n", name,
+          cs->c->type == BLOCK_STATUS ? "block status" : "write",
+          cs->hung ? "hung" :
+          cs->result == 1 ? "succeeded" :
+          cs->result == -1 ? "failed: " : "never completed",
+          cs->result == -1 ? strerror (cs->error) : "",
+          nbd_aio_is_dead (h) ? "dead" : nbd_aio_is_closed (h) ? "closed" :
+          nbd_aio_is_ready (h) ? "ready" : nbd_connection_state (h),
+          cs->extent_calls);
+  if (cs->message)
+    printf ("#   %s\n", cs->message);
+  if (cs->poll.message)
+    printf ("#   nbd_poll errno %s: %s\n", strerror (cs->poll.error),
+            cs->poll.message);
+  if (cs->mismatch[0])
+    printf ("#   extents: %s\n", cs->mismatch);
+  if (cs->c->heap_bounded)
+    printf ("#   heap grew by %zu bytes at most\n",
+            cs->heap_peak - cs->heap_base);
+}
+
+/* Did the command end as the row says?  second: as for outcome_met. */
+static bool
+command_outcome_met (struct nbd_handle *h, const struct expectation *e,
+                     const struct command_state *cs,
+                     const struct read_state *second)
+{
+  const struct command_expectation *c = e->command;
+  bool extents_ok = cs->extent_calls == c->calls && cs->mismatch[0] == '\0';
+  bool message = cs->message && cs->message[0];
+
+  if (cs->hung ||
+      (c->heap_bounded && cs->heap_peak - cs->heap_base >= HEAP_BOUND))
+    return false;
+  if (c->refused)
+    return e->outcome == FAILS_USABLE && cs->cookie == -1 &&
+      cs->error == e->error && message && read_verified (second);
+  switch (e->outcome) {
+  case WORKS:
+    return cs->result == 1 && cs->completion_error == 0 && extents_ok &&
+      read_verified (second);
+  case FAILS_USABLE:
+    return cs->result == -1 && cs->error == e->error &&
+      cs->completion_error == e->error && message &&
+      cs->poll.message == NULL && extents_ok && read_verified (second);
+  case DIES:
+    return cs->result == -1 && cs->error == ENOTCONN &&
+      cs->completion_error == ENOTCONN && extents_ok &&
+      poll_died (h, e, &cs->poll, second);
+  default:
+    return false;
+  }
+}
+
+static void
+run_command (struct nbd_handle *h, const struct expectation *e,
+             const char *name, bool learned, struct command_state *cs,
+             struct read_state *second)
+{
+  do_command (h, cs, e->command);
+  report_command (h, name, cs);
+  if (nbd_aio_is_ready (h))
+    second_read (h, second);
+  else if (!cs->hung) {
+    do_read (h, second, SECOND_OFFSET, SECOND_COUNT, 0, POLL_TIMEOUT_MS);
+    report_new_command (name, second);
+  }
+  tap (learned && command_outcome_met (h, e, cs, second), "%s: %s (%s)",
+       name, outcome_name (e->outcome), e->rule);
+}
+
+/* As hygiene, for the command of a .command row. */
+static const char *
+command_hygiene (const struct command_state *cs)
+{
+  if (cs->c == NULL)
+    return NULL;
+  if (cs->extent_frees != 1)
+    return "extent .free not called exactly once";
+  if (cs->completion_frees != 1)
+    return "completion .free not called exactly once";
+  if (cs->callback_after_free)
+    return "a callback ran after its .free";
+  if (cs->cookie != -1 && cs->completion_calls != 1)
+    return "completion callback not called exactly once";
+  if (cs->cookie == -1 && (cs->completion_calls || cs->extent_calls))
+    return "callbacks called for a command that was never issued";
+  if (cs->extent_after_completion)
+    return "extent callback after the completion callback";
+  if (cs->extent_out_of_range)
+    return "extent callback saw an extent of length 0, or outside the "
+      "request or the export";
+  if (cs->result == 1 && cs->completion_error != 0)
+    return "success although the completion callback saw an error";
+  return NULL;
+}
+
+/* " (REQ_ONE)", " (+ context)": what tells rows of a scenario apart. */
+static const char *
+command_suffix (const struct expectation *e)
+{
+  static char suffix[128];
+
+  if (e->command == NULL)
+    return "";
+  snprintf (suffix, sizeof suffix, "%s%s%s",
+            e->command->flags & LIBNBD_CMD_FLAG_REQ_ONE ? " (REQ_ONE)" : "",
+            e->command->extra_context ? " (+ " : "",
+            e->command->extra_context ? e->command->extra_context : "");
+  if (e->command->extra_context)
+    strcat (suffix, ")");
+  return suffix;
+}
+
 static void
 run (const char *server, const struct expectation *e)
 {
   struct nbd_handle *h;
   struct read_state first = { 0 }, second = { 0 };
   struct many_reads many = { 0 };
+  struct command_state command = { 0 };
   struct poll_log connect_log = { 0 };
   char *argv[4];
   char *connect_message = NULL;
@@ -1235,9 +1780,9 @@ run (const char *server, const struct expectation *e)
   pid_t server_pid = 0;
   int argc = 0, connect_error = 0;
 
-  snprintf (name, sizeof name, "%s%s%s%s", e->scenario,
+  snprintf (name, sizeof name, "%s%s%s%s%s", e->scenario,
             e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "",
-            e->abandon ? " (abandon)" : "");
+            e->abandon ? " (abandon)" : "", command_suffix (e));
   argv[argc++] = (char *) server;
   if (e->trickle)
     argv[argc++] = (char *) "--trickle";
@@ -1254,6 +1799,8 @@ run (const char *server, const struct expectation *e)
     fprintf (stderr, "nbd_add_meta_context: %s\n", nbd_get_error ());
     exit (EXIT_FAILURE);
   }
+  if (e->command)
+    command_setup (h, e->command);
 
   if (e->reads > 1 ? (server_pid = connect_tcp (h, argv)) == -1
       : nbd_aio_connect_command (h, argv) == -1) {
@@ -1290,6 +1837,9 @@ run (const char *server, const struct expectation *e)
     printf ("# %s: connected\n", name);
     tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
   }
+  else if (e->command)
+    run_command (h, e, name, handshake_learned (h, e, name), &command,
+                 &second);
   else if (e->reads > 1) {
     bool learned = handshake_learned (h, e, name);
 
@@ -1330,6 +1880,8 @@ run (const char *server, const struct expectation *e)
     problem = hygiene (&second);
   if (problem == NULL)
     problem = many_hygiene (&many);
+  if (problem == NULL)
+    problem = command_hygiene (&command);
   tap (problem == NULL, "%s: callbacks, .free and buffer bounds%s%s", name,
        problem ? ": " : "", problem ? problem : "");
 
@@ -1339,6 +1891,9 @@ run (const char *server, const struct expectation *e)
     free_read (&many.reads[i]);
   free (many.reads);
   free (many.poll.message);
+  free (command.buf);
+  free (command.message);
+  free (command.poll.message);
   free (connect_message);
 }
 
