@@ -12,8 +12,19 @@
  * once and the buffer holds what they delivered (data as passed to the
  * chunk callback, zeroes for holes).
  *
+ * With BLOCK_STATUS_MODE set in the length word (L is then its low 15
+ * bits) the handle asks for base:allocation before connecting, and the
+ * commands are two block status requests (cookie 1: 64 KiB at 0; 2: 4 KiB
+ * at 8192 with REQ_ONE) and the DF read of cookie 3.  Every extent the
+ * callback sees must start inside the request (only the last may run
+ * past its end), lie inside the export and have a length; with REQ_ONE
+ * there is one, no longer than the request; none comes after the
+ * completion or the .free.
+ *
  * Built and run by tests/fuzz.sh (clang with libFuzzer); the seed
- * corpus is the streams of unit-split ("unit-split --dump DIR").
+ * corpus is the streams of unit-split ("unit-split --dump DIR") and the
+ * block status streams this file writes when built with -DWRITE_SEEDS
+ * (a plain program: "fuzz-seeds DIR").
  */
 
 #undef NDEBUG                  /* the checks are asserts */
@@ -29,6 +40,7 @@
 #include <libnbd.h>
 
 #define MAX_INPUT 60000         /* fits the socket buffer: written at once */
+#define BLOCK_STATUS_MODE 0x8000 /* in the length word */
 
 struct read {
   bool structured;
@@ -87,6 +99,59 @@ on_complete (void *user_data, int *error)
   return 0;
 }
 
+/* A block status request and what its callbacks saw. */
+struct status {
+  uint64_t offset;
+  uint32_t count, flags;
+  uint64_t export_size;
+  int extent_frees, completion_frees, completions;
+};
+
+static int
+on_extent (void *user_data, const char *metacontext, uint64_t offset,
+           uint32_t *entries, size_t nr_entries, int *error)
+{
+  struct status *s = user_data;
+  uint64_t pos = offset, end = s->offset + s->count;
+
+  assert (s->extent_frees == 0);
+  assert (s->completions == 0);
+  assert (metacontext != NULL);
+  assert (offset == s->offset);
+  assert (nr_entries > 0 && nr_entries % 2 == 0);
+  if (s->flags & LIBNBD_CMD_FLAG_REQ_ONE)
+    assert (nr_entries == 2 && entries[0] <= s->count);
+  for (size_t i = 0; i < nr_entries; i += 2) {
+    assert (entries[i] > 0);
+    assert (pos < end);
+    assert (pos < s->export_size && entries[i] <= s->export_size - pos);
+    pos += entries[i];
+  }
+  return 0;
+}
+
+static int
+on_status_complete (void *user_data, int *error)
+{
+  struct status *s = user_data;
+
+  assert (s->completion_frees == 0);
+  s->completions++;
+  return 0;
+}
+
+static void
+free_extent (void *user_data)
+{
+  ((struct status *) user_data)->extent_frees++;
+}
+
+static void
+free_status_completion (void *user_data)
+{
+  ((struct status *) user_data)->completion_frees++;
+}
+
 static void
 free_chunk (void *user_data)
 {
@@ -107,8 +172,12 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     { .structured = false, .offset = 8192, .count = 4096 },
     { .structured = true, .offset = 12288, .count = 512 },
   };
+  struct status statuses[2] = {
+    { .offset = 0, .count = 65536 },
+    { .offset = 8192, .count = 4096, .flags = LIBNBD_CMD_FLAG_REQ_ONE },
+  };
   struct nbd_handle *h;
-  bool issued = false;
+  bool issued = false, block_status = false;
   int sv[2];
 
   size_t fed = 0;
@@ -123,6 +192,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (h == NULL)
     abort ();
   nbd_set_strict_mode (h, 0);
+  if (size >= 2 && (data[0] << 8 & BLOCK_STATUS_MODE)) {
+    block_status = true;
+    nbd_add_meta_context (h, "base:allocation");
+  }
   nbd_aio_connect_socket (h, sv[0]);
 
   /* The handshake first, so that the reads can go out before the replies
@@ -131,7 +204,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (size < 2)
     fed = size;
   else {
-    size_t len = (data[0] << 8) | data[1];
+    size_t len = ((data[0] << 8) | data[1]) & ~BLOCK_STATUS_MODE;
 
     data += 2;
     size -= 2;
@@ -153,7 +226,22 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     assert (steps < 100000);
     if (!issued && nbd_aio_is_ready (h)) {
       issued = true;
-      for (int i = 0; i < 3; i++) {
+      for (int i = 0; block_status && i < 2; i++) {
+        nbd_extent_callback extent = {
+          .callback = on_extent, .user_data = &statuses[i],
+          .free = free_extent,
+        };
+        nbd_completion_callback completion = {
+          .callback = on_status_complete, .user_data = &statuses[i],
+          .free = free_status_completion,
+        };
+
+        statuses[i].export_size = nbd_get_size (h);
+        nbd_aio_block_status (h, statuses[i].count, statuses[i].offset,
+                              extent, completion, statuses[i].flags);
+        reads[i].chunk_frees = reads[i].completion_frees = 1; /* unused */
+      }
+      for (int i = block_status ? 2 : 0; i < 3; i++) {
         nbd_chunk_callback chunk = {
           .callback = on_chunk, .user_data = &reads[i], .free = free_chunk,
         };
@@ -198,5 +286,159 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     assert (reads[i].completion_frees == 1);
     assert (reads[i].completions <= 1);
   }
+  for (int i = 0; issued && block_status && i < 2; i++) {
+    assert (statuses[i].extent_frees == 1);
+    assert (statuses[i].completion_frees == 1);
+    assert (statuses[i].completions <= 1);
+  }
   return 0;
 }
+
+#ifdef WRITE_SEEDS
+/* fuzz-seeds DIR: write block status streams as seeds (see the top). */
+
+#include <endian.h>
+
+struct seed {
+  unsigned char buf[4096];
+  size_t len;
+};
+
+static void
+put (struct seed *s, const void *p, size_t n)
+{
+  assert (s->len + n <= sizeof s->buf);
+  memcpy (s->buf + s->len, p, n);
+  s->len += n;
+}
+
+static void put16 (struct seed *s, uint16_t v) { v = htobe16 (v); put (s, &v, 2); }
+static void put32 (struct seed *s, uint32_t v) { v = htobe32 (v); put (s, &v, 4); }
+static void put64 (struct seed *s, uint64_t v) { v = htobe64 (v); put (s, &v, 8); }
+
+static void
+opt_reply (struct seed *s, uint32_t opt, uint32_t type, uint32_t len)
+{
+  put64 (s, 0x0003e889045565a9);
+  put32 (s, opt);
+  put32 (s, type);
+  put32 (s, len);
+}
+
+static void
+chunk (struct seed *s, uint16_t flags, uint16_t type, uint64_t cookie,
+       uint32_t len)
+{
+  put32 (s, 0x668e33ef);
+  put16 (s, flags);
+  put16 (s, type);
+  put64 (s, cookie);
+  put32 (s, len);
+}
+
+/* The length word, then a fixed newstyle handshake: structured replies,
+ * base:allocation as context 5, GO with an export of size bytes.
+ */
+static void
+handshake (struct seed *s, uint64_t size)
+{
+  size_t start;
+
+  put16 (s, 0);                 /* the length word, filled in below */
+  start = s->len;
+  put64 (s, 0x4e42444d41474943);
+  put64 (s, 0x49484156454F5054);
+  put16 (s, 3);
+  opt_reply (s, 8, 1, 0);                       /* STRUCTURED_REPLY: ACK */
+  opt_reply (s, 10, 4, 4 + 15);                 /* META_CONTEXT */
+  put32 (s, 5);
+  put (s, "base:allocation", 15);
+  opt_reply (s, 10, 1, 0);                      /* ACK */
+  opt_reply (s, 7, 3, 12);                      /* GO: INFO_EXPORT */
+  put16 (s, 0); put64 (s, size); put16 (s, 1 | 2 | 128);
+  opt_reply (s, 7, 1, 0);                       /* ACK */
+  s->buf[0] = (BLOCK_STATUS_MODE | (s->len - start)) >> 8;
+  s->buf[1] = (s->len - start) & 0xff;
+}
+
+static void
+extents (struct seed *s, uint16_t flags, uint64_t cookie, size_t n,
+         const uint32_t *e)
+{
+  chunk (s, flags, 5, cookie, 4 + 8 * n);
+  put32 (s, 5);
+  for (size_t i = 0; i < 2 * n; i++)
+    put32 (s, e[i]);
+}
+
+static void
+data_chunk (struct seed *s, uint64_t cookie, uint64_t offset, uint32_t n)
+{
+  chunk (s, 1, 1, cookie, 8 + n);
+  put64 (s, offset);
+  for (uint32_t i = 0; i < n; i++)
+    put (s, "x", 1);
+}
+
+static void
+write_seed (const char *dir, const char *name, const struct seed *s)
+{
+  char path[4096];
+  FILE *fp;
+
+  snprintf (path, sizeof path, "%s/%s", dir, name);
+  fp = fopen (path, "w");
+  if (fp == NULL || fwrite (s->buf, 1, s->len, fp) != s->len ||
+      fclose (fp) != 0) {
+    perror (path);
+    exit (EXIT_FAILURE);
+  }
+}
+
+int
+main (int argc, char *argv[])
+{
+  struct seed s;
+
+  if (argc != 2) {
+    fprintf (stderr, "usage: %s DIR\n", argv[0]);
+    exit (EXIT_FAILURE);
+  }
+
+  /* Correct replies, one chunk each. */
+  s.len = 0;
+  handshake (&s, 1024 * 1024);
+  extents (&s, 1, 1, 2, (const uint32_t []) { 4096, 3, 61440, 0 });
+  extents (&s, 1, 2, 1, (const uint32_t []) { 4096, 1 });
+  data_chunk (&s, 3, 12288, 512);
+  write_seed (argv[1], "block-status", &s);
+
+  /* Extents then NONE; an EIO error chunk; the read. */
+  s.len = 0;
+  handshake (&s, 1024 * 1024);
+  extents (&s, 0, 1, 1, (const uint32_t []) { 4096, 3 });
+  chunk (&s, 1, 0, 1, 0);
+  chunk (&s, 1, 0x8001, 2, 4 + 2 + 3);
+  put32 (&s, 5); put16 (&s, 3); put (&s, "eio", 3);
+  data_chunk (&s, 3, 12288, 512);
+  write_seed (argv[1], "block-status-none-error", &s);
+
+  /* An export of 10 KiB: extents crossing its end, cut there. */
+  s.len = 0;
+  handshake (&s, 10240);
+  extents (&s, 1, 1, 2, (const uint32_t []) { 8192, 0, 8192, 1 });
+  extents (&s, 1, 2, 1, (const uint32_t []) { 4096, 2 });
+  chunk (&s, 1, 0x8001, 3, 4 + 2);
+  put32 (&s, 22); put16 (&s, 0);
+  write_seed (argv[1], "block-status-export-end", &s);
+
+  /* A server bug to start from: two descriptors for REQ_ONE. */
+  s.len = 0;
+  handshake (&s, 1024 * 1024);
+  extents (&s, 1, 1, 3, (const uint32_t []) { 4096, 0, 2048, 1, 8192, 2 });
+  extents (&s, 1, 2, 2, (const uint32_t []) { 1024, 0, 1024, 1 });
+  data_chunk (&s, 3, 12288, 512);
+  write_seed (argv[1], "block-status-req-one-two", &s);
+  return 0;
+}
+#endif /* WRITE_SEEDS */

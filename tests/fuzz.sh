@@ -1,6 +1,7 @@
 #!/bin/sh
 # Fuzz the handshake and reply parsers (fuzz-server-stream.c) with
-# libFuzzer for $NBDC_FUZZ_SECONDS seconds, from the unit-split streams.
+# libFuzzer for $NBDC_FUZZ_SECONDS seconds, from the unit-split streams
+# and the target's block status streams.
 # Off unless NBDC_FUZZ_SECONDS is set (build.sh test sets it for one pass);
 # skipped without clang's libFuzzer.
 
@@ -25,6 +26,14 @@ tap_result "ok" "the fuzz target builds"
 mkdir "$tmpdir/corpus"
 "${builddir:-.}/unit-split" --dump "$tmpdir/corpus" ||
   { tap_result "not ok" "seed corpus"; tap_done; exit 0; }
+# The block status streams: the target's own seeds.
+clang -g -O1 -DWRITE_SEEDS \
+  -I"$top_srcdir/include" -I"$top_srcdir/client" -I"$top_builddir" \
+  "$top_srcdir/tests/fuzz-server-stream.c" "$top_srcdir"/client/*.c \
+  -o "$tmpdir/fuzz-seeds" 2>"$tmpdir/cc.log" &&
+  "$tmpdir/fuzz-seeds" "$tmpdir/corpus" ||
+  { tap_result "not ok" "block status seeds"; sed 's/^/# /' "$tmpdir/cc.log"
+    tap_done; exit 0; }
 
 if (cd "$tmpdir" && timeout $((NBDC_FUZZ_SECONDS + 120)) "$fuzzer" \
       -max_total_time="$NBDC_FUZZ_SECONDS" -max_len=8192 -timeout=10 \
