@@ -268,6 +268,43 @@ mutant flush-unadvertised \
   '    if (!(h->eflags & NBD_FLAG_SEND_FLUSH))' \
   '    if (0)'
 
+# Block status reply validation (hostile-replies bs-* rows, and the fuzz
+# target's extent checks).
+mutant bs-zero-length \
+  "a block status descriptor of length 0 reaches the extent callback" \
+  '    if (len == 0) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor' \
+  '    if (0) {
+      command_fail (cmd, EPROTO, VIOLATION "block status descriptor'
+mutant bs-no-cut-at-export-end \
+  "an extent crossing the export end is passed on uncut" \
+  'entries[2 * i] = len = h->exportsize - pos;' \
+  '(void) 0;'
+mutant bs-past-request-end \
+  "a block status descriptor starting past the request end is accepted" \
+  '    if (pos >= request_end) {' \
+  '    if (0) {'
+mutant bs-unknown-context \
+  "a BLOCK_STATUS chunk for an unknown context id is ignored (libnbd)" \
+  '  if (name == NULL)
+    command_fail (cmd, EPROTO,' \
+  '  if (name == NULL)
+    (void) 0;
+  else if (0)
+    command_fail (cmd, EPROTO,'
+mutant bs-req-one-count \
+  "a REQ_ONE block status answered with two descriptors is accepted" \
+  'if ((cmd->flags & LIBNBD_CMD_FLAG_REQ_ONE) && n != 1) {' \
+  'if (0) {'
+mutant bs-descriptor-cap \
+  "a BLOCK_STATUS chunk over 2^20 descriptors is accepted" \
+  'if (length > MAX_BLOCK_STATUS_CHUNK) {' \
+  'if (length > MAX_BLOCK_STATUS_CHUNK + 8) {'
+mutant bs-simple-reply-success \
+  "a simple reply without error to block status succeeds" \
+  'if (cmd->type == NBD_CMD_BLOCK_STATUS && error == 0)' \
+  'if (0)'
+
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
   awk 'BEGIN { RS = "\001" }
