@@ -537,7 +537,7 @@ nbd_aio_in_flight (struct nbd_handle *h)
   ENTER ();
   lock_handle (h);
   if (h->state == STATE_CREATED || h->state == STATE_CONNECTING ||
-      h->state == STATE_HANDSHAKE) {
+      h->state == STATE_HANDSHAKE || h->state == STATE_NEGOTIATING) {
     set_state_error (h);
     unlock_handle (h);
     return -1;

@@ -91,6 +91,8 @@ nbd_close (struct nbd_handle *h)
     waitpid (h->pid, NULL, 0);
   if (h->addrinfo)
     freeaddrinfo (h->addrinfo);
+  option_forget (h);
+  free (h->opt_error);
   free_negotiated (h);
   free_string_list (h->request_meta, h->nr_request_meta);
   free (h->hash);
@@ -121,6 +123,20 @@ check_created (struct nbd_handle *h)
   if (h->state != STATE_CREATED) {
     set_error (EINVAL, "invalid state: %s: the handle must be newly created",
                state_name (h));
+    return -1;
+  }
+  return 0;
+}
+
+/* Settings that opt mode may still change between options (the man
+ * pages' "newly created, or negotiating").
+ */
+static int
+check_created_or_negotiating (struct nbd_handle *h)
+{
+  if (h->state != STATE_CREATED && h->state != STATE_NEGOTIATING) {
+    set_error (EINVAL, "invalid state: %s: the handle must be newly "
+               "created, or negotiating", state_name (h));
     return -1;
   }
   return 0;
@@ -231,7 +247,7 @@ nbd_set_export_name (struct nbd_handle *h, const char *name)
     return -1;
   }
   lock_handle (h);
-  if (check_created (h) == -1)
+  if (check_created_or_negotiating (h) == -1)
     goto out;
   copy = strdup (name);
   if (copy == NULL) {
@@ -275,14 +291,35 @@ set_created_bool (struct nbd_handle *h, bool *field, bool value)
 int
 nbd_set_full_info (struct nbd_handle *h, bool request)
 {
+  int r;
+
   ENTER ();
-  return set_created_bool (h, &h->full_info, request);
+  lock_handle (h);
+  r = check_created_or_negotiating (h);
+  if (r == 0)
+    h->full_info = request;
+  unlock_handle (h);
+  return r;
 }
 
 int
 nbd_get_full_info (struct nbd_handle *h)
 {
   return h->full_info;
+}
+
+/* nbd_set_opt_mode(3): stop in the negotiating state after connecting. */
+int
+nbd_set_opt_mode (struct nbd_handle *h, bool enable)
+{
+  ENTER ();
+  return set_created_bool (h, &h->opt_mode, enable);
+}
+
+int
+nbd_get_opt_mode (struct nbd_handle *h)
+{
+  return h->opt_mode;
 }
 
 int
@@ -374,7 +411,7 @@ nbd_add_meta_context (struct nbd_handle *h, const char *name)
     return -1;
   }
   lock_handle (h);
-  if (check_created (h) == -1)
+  if (check_created_or_negotiating (h) == -1)
     goto out;
   if (h->nr_request_meta >= MAX_META_CONTEXTS) {
     set_error (ERANGE, "too many meta contexts");
@@ -424,7 +461,7 @@ nbd_clear_meta_contexts (struct nbd_handle *h)
 
   ENTER ();
   lock_handle (h);
-  r = check_created (h);
+  r = check_created_or_negotiating (h);
   if (r == 0) {
     free_string_list (h->request_meta, h->nr_request_meta);
     h->request_meta = NULL;
@@ -472,15 +509,30 @@ nbd_kill_subprocess (struct nbd_handle *h, int signum)
 
 /* ----- What the handshake learned. ----- */
 
-/* These getters need a handle that got past the handshake: connected, or
- * connected once and cleanly shut down.
+/* The handle talked to the server and waits for nothing: negotiating (opt
+ * mode), connected, or cleanly closed.
+ */
+static bool
+past_greeting (const struct nbd_handle *h)
+{
+  return h->state == STATE_NEGOTIATING || h->state == STATE_READY ||
+    h->state == STATE_CLOSED;
+}
+
+/* These getters need to know the export: connected (or connected once and
+ * cleanly shut down), or, in opt mode, after a successful nbd_opt_info.
+ * As libnbd, negotiating without that is EINVAL.
  */
 static int
 check_negotiated (struct nbd_handle *h)
 {
-  if (!h->negotiated ||
-      (h->state != STATE_READY && h->state != STATE_CLOSED)) {
+  if (!past_greeting (h)) {
     set_state_error (h);
+    return -1;
+  }
+  if (!h->negotiated) {
+    set_error (EINVAL, "the server has not described the export yet (use "
+               "nbd_opt_info or nbd_opt_go)");
     return -1;
   }
   return 0;
@@ -601,7 +653,12 @@ nbd_get_protocol (struct nbd_handle *h)
 
   ENTER ();
   lock_handle (h);
-  r = check_negotiated (h) == -1 ? NULL : h->protocol;
+  if (!past_greeting (h) || h->protocol == NULL) {
+    set_state_error (h);
+    r = NULL;
+  }
+  else
+    r = h->protocol;
   unlock_handle (h);
   return r;
 }
@@ -653,7 +710,9 @@ nbd_connection_state (struct nbd_handle *h)
   static const char *const text[] = {
     [STATE_CREATED] = "CREATED: Handle has been created",
     [STATE_CONNECTING] = "CONNECT: Connecting to the server",
-    [STATE_HANDSHAKE] = "NEGOTIATING: Connection is negotiating options",
+    [STATE_HANDSHAKE] = "HANDSHAKE: Connection is negotiating options",
+    [STATE_NEGOTIATING] =
+      "NEGOTIATING: Connection is ready to negotiate an NBD option",
     [STATE_READY] = "READY: Connection is ready to process NBD commands",
     [STATE_DEAD] = "DEAD: Connection is in an unrecoverable error state",
     [STATE_CLOSED] = "CLOSED: Connection is closed",
@@ -676,10 +735,11 @@ nbd_aio_is_connecting (struct nbd_handle *h)
   return h->state == STATE_CONNECTING || h->state == STATE_HANDSHAKE;
 }
 
+/* Opt mode, between options (an option in progress is "connecting"). */
 int
 nbd_aio_is_negotiating (struct nbd_handle *h)
 {
-  return 0;                     /* no opt mode yet: never waits for nbd_opt_* */
+  return h->state == STATE_NEGOTIATING;
 }
 
 int

@@ -2,12 +2,20 @@
  * and fixed newstyle servers; options STRUCTURED_REPLY, SET_META_CONTEXT,
  * GO (with INFO requests) and the EXPORT_NAME fallback.  Each phase runs
  * when its whole input is buffered; nothing here blocks.
+ *
+ * Opt mode (nbd_set_opt_mode(3)): after STRUCTURED_REPLY the handle waits
+ * in STATE_NEGOTIATING, and each nbd_opt_* call (opt.c) runs one option
+ * here: LIST, LIST_META_CONTEXT, INFO or GO (each after SET_META_CONTEXT
+ * when contexts are requested, as libnbd 1.14 does), or ABORT.  The
+ * option ends in option_done, which calls its completion callback; a
+ * refused option returns to STATE_NEGOTIATING.
  */
 
 #include "internal.h"
 
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +54,11 @@ option_name (uint32_t option)
 {
   switch (option) {
   case NBD_OPT_EXPORT_NAME: return "NBD_OPT_EXPORT_NAME";
+  case NBD_OPT_ABORT: return "NBD_OPT_ABORT";
+  case NBD_OPT_LIST: return "NBD_OPT_LIST";
+  case NBD_OPT_INFO: return "NBD_OPT_INFO";
   case NBD_OPT_GO: return "NBD_OPT_GO";
+  case NBD_OPT_LIST_META_CONTEXT: return "NBD_OPT_LIST_META_CONTEXT";
   case NBD_OPT_STRUCTURED_REPLY: return "NBD_OPT_STRUCTURED_REPLY";
   case NBD_OPT_SET_META_CONTEXT: return "NBD_OPT_SET_META_CONTEXT";
   default: return "option";
@@ -106,9 +118,83 @@ free_negotiated (struct nbd_handle *h)
   h->nr_meta = 0;
 }
 
-/* Transmission begins. */
+/* Forget what INFO or GO told about an export: a new INFO, GO or
+ * LIST_META_CONTEXT starts afresh, and a refused one leaves nothing (as
+ * in libnbd 1.14, nbd_get_size then fails until the next success).
+ */
+static void
+forget_export (struct nbd_handle *h)
+{
+  free_negotiated (h);
+  h->negotiated = false;
+  h->exportsize = 0;
+  h->eflags = 0;
+  h->block_minimum = h->block_preferred = h->block_maximum = 0;
+}
+
+/* End the nbd_opt_* option in progress (if any) with error err (0:
+ * success): its completion callback runs once, then every .free, the
+ * list or context callback's first (as in libnbd).  The callback's
+ * return value is ignored: an option is always retired at once
+ * (nbd_aio_opt_go(3)).
+ */
+static void
+option_done (struct nbd_handle *h, int err)
+{
+  nbd_completion_callback completion = h->opt_completion;
+
+  if (h->opt_issued == 0)
+    return;
+  h->opt_completion.callback = NULL;
+  if (completion.callback)
+    completion.callback (completion.user_data, &err);
+  h->opt_completion = completion;
+  option_forget (h);
+}
+
+/* Drop the option in progress without calling its completion callback
+ * (nbd_close, or a blocking nbd_opt_* call that stops waiting): every
+ * .free runs once.
+ */
+void
+option_forget (struct nbd_handle *h)
+{
+  nbd_list_callback list = h->opt_list;
+  nbd_context_callback context = h->opt_context;
+  nbd_completion_callback completion = h->opt_completion;
+
+  h->opt_issued = 0;
+  memset (&h->opt_list, 0, sizeof h->opt_list);
+  memset (&h->opt_context, 0, sizeof h->opt_context);
+  memset (&h->opt_completion, 0, sizeof h->opt_completion);
+  if (list.free)
+    list.free (list.user_data);
+  if (context.free)
+    context.free (context.user_data);
+  if (completion.free)
+    completion.free (completion.user_data);
+}
+
+/* Back to STATE_NEGOTIATING (opt mode), the option in progress ended
+ * with err; msg says why it failed.
+ */
 static int
-finish_handshake (struct nbd_handle *h, uint64_t size, uint16_t eflags)
+option_end (struct nbd_handle *h, int err, const char *msg)
+{
+  free (h->opt_error);
+  h->opt_error = NULL;
+  if (err && msg && (h->opt_error = strdup (msg)) == NULL)
+    debug (h, "out of memory keeping an option's error");
+  h->state = STATE_NEGOTIATING;
+  option_done (h, err);
+  return 0;
+}
+
+/* Record the size and flags of the export (NBD_INFO_EXPORT, or the reply
+ * to EXPORT_NAME).
+ */
+static int
+accept_export (struct nbd_handle *h, uint64_t size, uint16_t eflags)
 {
   if (size > INT64_MAX) {
     set_dead (h, EPROTO, VIOLATION "export size %" PRIu64 " is too large",
@@ -122,12 +208,32 @@ finish_handshake (struct nbd_handle *h, uint64_t size, uint16_t eflags)
   h->exportsize = size;
   h->eflags = eflags;
   h->negotiated = true;
+  return 0;
+}
+
+/* Transmission begins. */
+static int
+finish_handshake (struct nbd_handle *h, uint64_t size, uint16_t eflags)
+{
+  if (accept_export (h, size, eflags) == -1)
+    return -1;
   h->state = STATE_READY;
   free (h->obuf);
   h->obuf = NULL;
   h->olen = h->ooff = 0;
   debug (h, "connected: %s, size %" PRIu64 ", flags 0x%x%s", h->protocol,
-         size, eflags, h->sr_negotiated ? ", structured replies" : "");
+         h->exportsize, h->eflags,
+         h->sr_negotiated ? ", structured replies" : "");
+  option_done (h, 0);
+  return 0;
+}
+
+/* Opt mode: stop and wait for the caller's nbd_opt_* calls. */
+static int
+enter_negotiating (struct nbd_handle *h)
+{
+  debug (h, "%s server: waiting for nbd_opt_* calls", h->protocol);
+  h->state = STATE_NEGOTIATING;
   return 0;
 }
 
@@ -143,14 +249,17 @@ send_export_name (struct nbd_handle *h)
   return 0;
 }
 
-/* NBD_OPT_GO with INFO requests: block sizes always, the canonical name
- * and description when full info was asked for (as libnbd does).
+/* NBD_OPT_GO (NBD_OPT_INFO for nbd_opt_info) with INFO requests: block
+ * sizes always, the canonical name and description when full info was
+ * asked for (as libnbd does).
  */
 static int
 send_go (struct nbd_handle *h)
 {
   uint16_t infos[3];
   size_t n = 0, len = strlen (h->export_name);
+  uint32_t option = h->opt_issued == NBD_OPT_INFO ? NBD_OPT_INFO
+    : NBD_OPT_GO;
 
   infos[n++] = NBD_INFO_BLOCK_SIZE;
   if (h->full_info) {
@@ -159,7 +268,7 @@ send_go (struct nbd_handle *h)
   }
   h->phase = PHASE_OPT_GO;
   h->have_info_export = false;
-  if (queue_option (h, NBD_OPT_GO, 4 + len + 2 + 2 * n) == -1 ||
+  if (queue_option (h, option, 4 + len + 2 + 2 * n) == -1 ||
       queue32 (h, len) == -1 ||
       output_queue (h, h->export_name, len) == -1 ||
       queue16 (h, n) == -1)
@@ -170,21 +279,20 @@ send_go (struct nbd_handle *h)
   return 0;
 }
 
-/* After structured replies: ask for meta contexts (they need structured
- * replies), then go.
+/* NBD_OPT_SET_META_CONTEXT or NBD_OPT_LIST_META_CONTEXT for the export,
+ * the handle's requested contexts as queries (none: LIST asks for all).
  */
 static int
-after_structured_reply (struct nbd_handle *h)
+send_meta_context (struct nbd_handle *h, uint32_t option)
 {
   size_t len, nlen = strlen (h->export_name);
 
-  if (!h->sr_negotiated || h->nr_request_meta == 0)
-    return send_go (h);
   len = 4 + nlen + 4;
   for (size_t i = 0; i < h->nr_request_meta; i++)
     len += 4 + strlen (h->request_meta[i]);
-  h->phase = PHASE_OPT_SET_META_CONTEXT;
-  if (queue_option (h, NBD_OPT_SET_META_CONTEXT, len) == -1 ||
+  h->phase = option == NBD_OPT_SET_META_CONTEXT
+    ? PHASE_OPT_SET_META_CONTEXT : PHASE_OPT_LIST_META_CONTEXT;
+  if (queue_option (h, option, len) == -1 ||
       queue32 (h, nlen) == -1 ||
       output_queue (h, h->export_name, nlen) == -1 ||
       queue32 (h, h->nr_request_meta) == -1)
@@ -197,6 +305,28 @@ after_structured_reply (struct nbd_handle *h)
       return -1;
   }
   return 0;
+}
+
+/* Ask for meta contexts (they need structured replies), then go (or
+ * INFO).
+ */
+static int
+meta_then_go (struct nbd_handle *h)
+{
+  if (!h->sr_negotiated || h->nr_request_meta == 0)
+    return send_go (h);
+  return send_meta_context (h, NBD_OPT_SET_META_CONTEXT);
+}
+
+/* After structured replies: in opt mode wait for the caller, else go on
+ * to meta contexts and GO.
+ */
+static int
+after_structured_reply (struct nbd_handle *h)
+{
+  if (h->opt_mode)
+    return enter_negotiating (h);
+  return meta_then_go (h);
 }
 
 static int
@@ -251,12 +381,17 @@ gflags (struct nbd_handle *h, const char *p)
   cflags = h->gflags & h->handshake_flags &
     (NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES);
   fixed = cflags & NBD_FLAG_C_FIXED_NEWSTYLE;
+  h->fixed_newstyle = fixed;
   h->no_zeroes = cflags & NBD_FLAG_C_NO_ZEROES;
   h->protocol = fixed ? "newstyle-fixed" : "newstyle";
   if (queue32 (h, cflags) == -1)
     return -1;
-  /* Without fixed newstyle the only safe option is EXPORT_NAME. */
-  return fixed ? start_options (h) : send_export_name (h);
+  /* Without fixed newstyle the only safe option is EXPORT_NAME; opt
+   * mode still stops (nbd_opt_go then sends EXPORT_NAME), as libnbd.
+   */
+  if (fixed)
+    return start_options (h);
+  return h->opt_mode ? enter_negotiating (h) : send_export_name (h);
 }
 
 static int
@@ -302,6 +437,7 @@ reply_set_meta_context (struct nbd_handle *h, uint32_t type,
     free_negotiated (h);
     return send_go (h);
   }
+  /* A context id (4) and a name. */
   if (type != NBD_REP_META_CONTEXT || len < 4) {
     set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
               " of %" PRIu32 " bytes to NBD_OPT_SET_META_CONTEXT", type,
@@ -394,52 +530,195 @@ reply_info (struct nbd_handle *h, const char *data, uint32_t len)
   return -1;
 }
 
-/* The errno of a refused NBD_OPT_GO: libnbd's where it sets one. */
+/* The errno of a refused NBD_OPT_GO or NBD_OPT_INFO: libnbd's where it
+ * sets one.  Where libnbd 1.14 leaves errno 0, nbd_connect_* says EPERM
+ * (ERR_POLICY) or EINVAL, and nbd_opt_go/nbd_opt_info say ENOTSUP, the
+ * errno libnbd gives those in opt mode.
+ */
 static int
-go_error_errno (uint32_t type)
+go_error_errno (uint32_t type, bool opt_mode)
 {
   switch (type) {
   case NBD_REP_ERR_UNKNOWN: return ENOENT;
-  case NBD_REP_ERR_POLICY: return EPERM;
   case NBD_REP_ERR_TLS_REQD: return ENOTSUP;
   case NBD_REP_ERR_PLATFORM: return ENOTSUP;
   case NBD_REP_ERR_SHUTDOWN: return ESHUTDOWN;
-  default: return EINVAL;
+  case NBD_REP_ERR_INVALID:
+  case NBD_REP_ERR_TOO_BIG:
+  case NBD_REP_ERR_BLOCK_SIZE_REQD: return EINVAL;
+  case NBD_REP_ERR_POLICY: return opt_mode ? ENOTSUP : EPERM;
+  default: return opt_mode ? ENOTSUP : EINVAL;
   }
 }
 
-/* Replies to NBD_OPT_GO: INFO replies, then ACK and transmission. */
+/* The text of an error reply: "what: error name[: server's message]". */
+static char *
+refusal (const char *what, uint32_t type, const char *data, uint32_t len)
+{
+  char msg[NBD_MAX_STRING + 1];
+  char *s;
+
+  printable_message (msg, data, len);
+  if (asprintf (&s, "%s: %s%s%s", what, reply_error_name (type),
+                len ? ": " : "", msg) == -1)
+    s = NULL;
+  return s;
+}
+
+/* NBD_REP_ACK of GO or INFO: the export's size and flags came. */
+static int
+go_acknowledged (struct nbd_handle *h)
+{
+  if (!h->have_info_export) {
+    set_dead (h, EPROTO, VIOLATION "%s succeeded without NBD_INFO_EXPORT",
+              option_name (h->opt_current));
+    return -1;
+  }
+  if (h->opt_current == NBD_OPT_GO)
+    return finish_handshake (h, h->exportsize, h->eflags);
+  if (accept_export (h, h->exportsize, h->eflags) == -1)
+    return -1;
+  debug (h, "export \"%s\": size %" PRIu64 ", flags 0x%x", h->export_name,
+         h->exportsize, h->eflags);
+  return option_end (h, 0, NULL);
+}
+
+/* Replies to NBD_OPT_GO and NBD_OPT_INFO: INFO replies, then ACK (and for
+ * GO transmission); or an error.
+ */
 static int
 reply_go (struct nbd_handle *h, uint32_t type, const char *data,
           uint32_t len)
 {
+  bool go = h->opt_current == NBD_OPT_GO;
+  char *why;
+  int err;
+
   if (type == NBD_REP_INFO)
     return reply_info (h, data, len);
-  if (type == NBD_REP_ACK) {
-    if (!h->have_info_export) {
-      set_dead (h, EPROTO, VIOLATION "NBD_OPT_GO succeeded without "
-                "NBD_INFO_EXPORT");
-      return -1;
-    }
-    return finish_handshake (h, h->exportsize, h->eflags);
-  }
-  if (type == NBD_REP_ERR_UNSUP) {
+  if (type == NBD_REP_ACK)
+    return go_acknowledged (h);
+  /* A server that predates GO: EXPORT_NAME instead (nbd_opt_info fails). */
+  if (type == NBD_REP_ERR_UNSUP && go) {
     debug (h, "server does not support NBD_OPT_GO: using EXPORT_NAME");
     free_negotiated (h);
     return send_export_name (h);
   }
-  if (NBD_REP_IS_ERR (type)) {
-    char msg[NBD_MAX_STRING + 1];
-
-    printable_message (msg, data, len);
-    set_dead (h, go_error_errno (type),
-              "server refused export \"%s\": %s%s%s", h->export_name,
-              reply_error_name (type), len ? ": " : "", msg);
+  if (!NBD_REP_IS_ERR (type)) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " to %s", type, option_name (h->opt_current));
     return -1;
   }
-  set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
-            " to NBD_OPT_GO", type);
-  return -1;
+  if (asprintf (&why, "server refused export \"%s\"", h->export_name) == -1)
+    return -1;
+  err = go_error_errno (type, h->opt_issued != 0);
+  if (h->opt_issued == 0) {
+    char *msg = refusal (why, type, data, len);
+
+    set_dead (h, err, "%s", msg ? msg : why);
+    free (msg);
+    free (why);
+    return -1;
+  }
+  /* Opt mode: the server is still negotiating (nbd_opt_go(3)). */
+  forget_export (h);
+  {
+    char *msg = refusal (why, type, data, len);
+
+    debug (h, "%s: %s", option_name (h->opt_current), msg ? msg : why);
+    option_end (h, err, msg ? msg : why);
+    free (msg);
+  }
+  free (why);
+  return 0;
+}
+
+/* Replies to NBD_OPT_LIST: an NBD_REP_SERVER per export (name length (4),
+ * name, description: the rest), then ACK; or an error, perhaps after some
+ * exports.  Every export reaches the list callback.
+ */
+static int
+reply_list (struct nbd_handle *h, uint32_t type, const char *data,
+            uint32_t len)
+{
+  uint32_t nlen;
+  char *name, *description;
+
+  if (type == NBD_REP_ACK)
+    return option_end (h, 0, NULL);
+  if (NBD_REP_IS_ERR (type)) {
+    char *msg = refusal ("server refused NBD_OPT_LIST", type, data, len);
+
+    /* libnbd 1.14 fails a refused LIST with ENOTSUP, whatever the error. */
+    option_end (h, ENOTSUP, msg);
+    free (msg);
+    return 0;
+  }
+  if (type != NBD_REP_SERVER) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " to NBD_OPT_LIST", type);
+    return -1;
+  }
+  if (len < 4) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_SERVER of %" PRIu32 " bytes "
+              "(no room for the name length)", len);
+    return -1;
+  }
+  nlen = get32 (data);
+  if (nlen > len - 4) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_SERVER name of %" PRIu32
+              " bytes in a payload of %" PRIu32, nlen, len);
+    return -1;
+  }
+  name = server_string (h, data + 4, nlen, "export name");
+  if (name == NULL)
+    return -1;
+  description = server_string (h, data + 4 + nlen, len - 4 - nlen,
+                               "export description");
+  if (description == NULL) {
+    free (name);
+    return -1;
+  }
+  if (h->opt_list.callback)
+    h->opt_list.callback (h->opt_list.user_data, name, description);
+  free (name);
+  free (description);
+  return 0;
+}
+
+/* Replies to NBD_OPT_LIST_META_CONTEXT: an NBD_REP_META_CONTEXT (context
+ * id (4), name) per context, then ACK; or an error.
+ */
+static int
+reply_list_meta_context (struct nbd_handle *h, uint32_t type,
+                         const char *data, uint32_t len)
+{
+  char *name;
+
+  if (type == NBD_REP_ACK)
+    return option_end (h, 0, NULL);
+  if (NBD_REP_IS_ERR (type)) {
+    char *msg = refusal ("server refused NBD_OPT_LIST_META_CONTEXT", type,
+                         data, len);
+
+    /* As libnbd 1.14: ENOTSUP, whatever the error. */
+    option_end (h, ENOTSUP, msg);
+    free (msg);
+    return 0;
+  }
+  if (type != NBD_REP_META_CONTEXT || len < 4) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " of %" PRIu32 " bytes to NBD_OPT_LIST_META_CONTEXT", type,
+              len);
+    return -1;
+  }
+  name = server_string (h, data + 4, len - 4, "meta context name");
+  if (name == NULL)
+    return -1;
+  if (h->opt_context.callback)
+    h->opt_context.callback (h->opt_context.user_data, name);
+  free (name);
+  return 0;
 }
 
 /* Buffer one whole option reply.  Returns IO_DONE with *type, *data, *len
@@ -505,6 +784,13 @@ run_phase (struct nbd_handle *h)
   size_t need = phase_needs (h);
   int r;
 
+  /* NBD_OPT_ABORT is sent: close without waiting for its ACK (the spec
+   * lets the client), as libnbd does.
+   */
+  if (h->phase == PHASE_OPT_ABORT) {
+    set_closed (h);
+    return IO_DONE;
+  }
   if (need) {
     const char *p;
 
@@ -535,6 +821,12 @@ run_phase (struct nbd_handle *h)
     case PHASE_OPT_SET_META_CONTEXT:
       r = reply_set_meta_context (h, type, data, len);
       break;
+    case PHASE_OPT_LIST:
+      r = reply_list (h, type, data, len);
+      break;
+    case PHASE_OPT_LIST_META_CONTEXT:
+      r = reply_list_meta_context (h, type, data, len);
+      break;
     default:
       r = reply_go (h, type, data, len);
       break;
@@ -547,11 +839,9 @@ run_phase (struct nbd_handle *h)
   return r == -1 ? IO_ERROR : IO_DONE;
 }
 
-/* Advance the handshake.  Returns IO_AGAIN when it waits for the socket,
- * IO_DONE when transmission began, -1 when the handle died.
- */
-int
-handshake_step (struct nbd_handle *h)
+/* Run the handshake as far as it goes. */
+static int
+handshake_run (struct nbd_handle *h)
 {
   while (h->state == STATE_HANDSHAKE) {
     int r = output_flush (h);
@@ -574,5 +864,89 @@ handshake_step (struct nbd_handle *h)
       return -1;
     }
   }
-  return h->state == STATE_READY ? IO_DONE : -1;
+  /* Opt mode: the client flags may still wait to go out with the first
+   * option; send them now if the socket takes them.
+   */
+  if (h->state == STATE_NEGOTIATING && output_flush (h) == IO_ERROR) {
+    set_dead (h, errno, "handshake: %s", strerror (errno));
+    return -1;
+  }
+  return h->state == STATE_DEAD ? -1 : IO_DONE;
+}
+
+/* Advance the handshake.  Returns IO_AGAIN when it waits for the socket,
+ * IO_DONE when it stopped (transmission began, opt mode waits for the
+ * caller, or nbd_opt_abort closed the connection), -1 when the handle
+ * died: then the option in progress fails with ENOTCONN, as in libnbd.
+ */
+int
+handshake_step (struct nbd_handle *h)
+{
+  int r = handshake_run (h);
+
+  if (r == -1)
+    option_done (h, ENOTCONN);
+  return r;
+}
+
+/* Start the option of an nbd_opt_* call (opt.c); the handle is
+ * negotiating.  The callbacks are owned from here on, freed exactly once
+ * on every path.  Returns 0, or -1 (the error set) if the option cannot
+ * be sent at all: as in libnbd, only GO and ABORT work without fixed
+ * newstyle (GO becomes EXPORT_NAME), and LIST_META_CONTEXT needs
+ * structured replies.  The caller then runs the machine.
+ */
+int
+option_issue (struct nbd_handle *h, uint32_t option, nbd_list_callback *list,
+              nbd_context_callback *context,
+              nbd_completion_callback *completion)
+{
+  int r;
+
+  if (list)
+    h->opt_list = *list;
+  if (context)
+    h->opt_context = *context;
+  if (completion)
+    h->opt_completion = *completion;
+  h->opt_issued = option;
+
+  if (option != NBD_OPT_GO && option != NBD_OPT_ABORT &&
+      !h->fixed_newstyle) {
+    set_error (ENOTSUP, "server is not using fixed newstyle protocol");
+    option_forget (h);
+    return -1;
+  }
+  if (option == NBD_OPT_LIST_META_CONTEXT && !h->sr_negotiated) {
+    set_error (ENOTSUP, "server lacks structured replies");
+    option_forget (h);
+    return -1;
+  }
+
+  h->state = STATE_HANDSHAKE;
+  switch (option) {
+  case NBD_OPT_ABORT:
+    h->opt_issued = 0;          /* nothing to complete */
+    h->phase = PHASE_OPT_ABORT;
+    r = queue_option (h, NBD_OPT_ABORT, 0);
+    break;
+  case NBD_OPT_LIST:
+    h->phase = PHASE_OPT_LIST;
+    r = queue_option (h, NBD_OPT_LIST, 0);
+    break;
+  case NBD_OPT_LIST_META_CONTEXT:
+    /* As libnbd 1.14, this forgets what an earlier INFO told. */
+    forget_export (h);
+    r = send_meta_context (h, NBD_OPT_LIST_META_CONTEXT);
+    break;
+  default:                      /* INFO, GO */
+    forget_export (h);
+    r = h->fixed_newstyle ? meta_then_go (h) : send_export_name (h);
+    break;
+  }
+  if (r == -1) {
+    set_dead (h, ENOMEM, "out of memory queuing %s", option_name (option));
+    option_done (h, ENOTCONN);
+  }
+  return r;
 }

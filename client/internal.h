@@ -82,6 +82,7 @@ enum state {
   STATE_CREATED,
   STATE_CONNECTING,             /* non-blocking connect(2) in progress */
   STATE_HANDSHAKE,              /* option negotiation, see enum phase */
+  STATE_NEGOTIATING,            /* opt mode: waiting for an nbd_opt_* call */
   STATE_READY,                  /* transmission; "processing" if busy */
   STATE_DEAD,
   STATE_CLOSED,                 /* clean disconnect finished */
@@ -93,7 +94,10 @@ enum phase {
   PHASE_GFLAGS,                 /* newstyle handshake flags */
   PHASE_OPT_STRUCTURED_REPLY,   /* replies to the options sent ... */
   PHASE_OPT_SET_META_CONTEXT,
-  PHASE_OPT_GO,
+  PHASE_OPT_GO,                 /* ... NBD_OPT_GO or NBD_OPT_INFO */
+  PHASE_OPT_LIST,
+  PHASE_OPT_LIST_META_CONTEXT,
+  PHASE_OPT_ABORT,              /* close once NBD_OPT_ABORT is sent */
   PHASE_EXPORT_NAME,            /* reply to NBD_OPT_EXPORT_NAME */
 };
 
@@ -187,6 +191,7 @@ struct nbd_handle {
   char *export_name;
   bool request_sr;
   bool full_info;
+  bool opt_mode;                /* stop in STATE_NEGOTIATING */
   bool pread_initialize;
   uint32_t handshake_flags;
   uint32_t strict;
@@ -202,6 +207,7 @@ struct nbd_handle {
   struct addrinfo *addrinfo, *next_addr;  /* TCP addresses to try */
   char *uri;                    /* what nbd_get_uri reports */
   char *dead_reason;            /* why the handle died */
+  int dead_errno;               /* ... and its errno */
   bool disconnect_queued;       /* NBD_CMD_DISC is queued or sent */
 
   /* Output: handshake bytes (obuf) or queued requests. */
@@ -217,12 +223,23 @@ struct nbd_handle {
   uint32_t opt_current;         /* option whose replies we are reading */
   bool have_info_export;        /* NBD_INFO_EXPORT arrived for OPT_GO */
 
+  /* Opt mode: the nbd_opt_* option in progress (0: none) and what it
+   * owns until it ends (handshake.c, option_done).
+   */
+  uint32_t opt_issued;
+  nbd_list_callback opt_list;
+  nbd_context_callback opt_context;
+  nbd_completion_callback opt_completion;
+  char *opt_error;              /* why the last option failed */
+
   /* What the handshake learned. */
   const char *protocol;
   uint16_t gflags;
+  bool fixed_newstyle;
   bool sr_negotiated;
   bool no_zeroes;
-  bool negotiated;              /* size and flags are known */
+  bool negotiated;              /* size and flags are known (after GO, or
+                                   INFO in opt mode) */
   uint64_t exportsize;
   uint16_t eflags;
   uint32_t block_minimum, block_preferred, block_maximum;
@@ -261,7 +278,7 @@ struct nbd_handle {
 /* How the files depend on each other, top to bottom; each calls only
  * files below it (shared/DESIGN.md, "Dependencies point down"):
  *
- *   entry points   handle.c  connect.c  aio.c  sync.c
+ *   entry points   handle.c  connect.c  aio.c  sync.c  opt.c
  *   driver         machine.c
  *   phases         socket.c  handshake.c  reply.c   (and uri.c, a parser)
  *   commands       commands.c
@@ -387,6 +404,11 @@ extern int connect_step (struct nbd_handle *h);
 /* handshake.c */
 extern int handshake_step (struct nbd_handle *h);
 extern void free_negotiated (struct nbd_handle *h);
+extern int option_issue (struct nbd_handle *h, uint32_t option,
+                         nbd_list_callback *list,
+                         nbd_context_callback *context,
+                         nbd_completion_callback *completion);
+extern void option_forget (struct nbd_handle *h);
 
 /* reply.c */
 extern int reply_step (struct nbd_handle *h);

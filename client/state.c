@@ -49,6 +49,7 @@ set_dead (struct nbd_handle *h, int errnum, const char *fs, ...)
   debug (h, "handle dead: %s", reason ? reason : strerror (errnum));
   free (h->dead_reason);
   h->dead_reason = reason;
+  h->dead_errno = errnum;
   h->state = STATE_DEAD;
   close_connection (h);
 }
@@ -90,7 +91,8 @@ state_name (const struct nbd_handle *h)
   switch (h->state) {
   case STATE_CREATED: return "CREATED";
   case STATE_CONNECTING: return "CONNECT";
-  case STATE_HANDSHAKE: return "NEGOTIATING";
+  case STATE_HANDSHAKE: return "HANDSHAKE";
+  case STATE_NEGOTIATING: return "NEGOTIATING";
   case STATE_READY: return is_processing (h) ? "PROCESSING" : "READY";
   case STATE_DEAD: return "DEAD";
   case STATE_CLOSED: return "CLOSED";

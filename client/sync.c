@@ -4,7 +4,9 @@
 
 #include <errno.h>
 
-/* Wait for the handshake to finish.  Called locked. */
+/* Wait for the handshake to finish (in opt mode: to stop for nbd_opt_*
+ * calls).  Called locked.
+ */
 int
 wait_for_connected (struct nbd_handle *h)
 {
@@ -12,7 +14,7 @@ wait_for_connected (struct nbd_handle *h)
     if (poll_once (h, -1, NULL) == -1)
       break;
   leave_socket (h);
-  return h->state == STATE_READY ? 0 : -1;
+  return h->state == STATE_READY || h->state == STATE_NEGOTIATING ? 0 : -1;
 }
 
 /* Wait for one command, retire it and return 0 or -1.  Called locked. */

@@ -485,6 +485,52 @@ extern const char *nbd_connection_state (struct nbd_handle *h)
   LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_CONNECTION_STATE 1
 
+/* Option negotiation (nbd_set_opt_mode(3)). */
+extern int nbd_set_opt_mode (struct nbd_handle *h, bool enable)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_OPT_MODE 1
+extern int nbd_get_opt_mode (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_GET_OPT_MODE 1
+extern int nbd_opt_go (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_OPT_GO 1
+extern int nbd_opt_abort (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_OPT_ABORT 1
+extern int nbd_opt_list (struct nbd_handle *h,
+                         nbd_list_callback list_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_OPT_LIST 1
+extern int nbd_opt_info (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_OPT_INFO 1
+extern int nbd_opt_list_meta_context (struct nbd_handle *h,
+                                      nbd_context_callback context_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_OPT_LIST_META_CONTEXT 1
+extern int nbd_aio_opt_go (struct nbd_handle *h,
+                           nbd_completion_callback completion_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_OPT_GO 1
+extern int nbd_aio_opt_abort (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_OPT_ABORT 1
+extern int nbd_aio_opt_list (struct nbd_handle *h,
+                             nbd_list_callback list_callback,
+                             nbd_completion_callback completion_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_OPT_LIST 1
+extern int nbd_aio_opt_info (struct nbd_handle *h,
+                             nbd_completion_callback completion_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_OPT_INFO 1
+extern int nbd_aio_opt_list_meta_context
+  (struct nbd_handle *h, nbd_context_callback context_callback,
+   nbd_completion_callback completion_callback)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_AIO_OPT_LIST_META_CONTEXT 1
+
 #ifdef __cplusplus
 }
 #endif
