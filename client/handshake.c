@@ -620,8 +620,9 @@ reply_go (struct nbd_handle *h, uint32_t type, const char *data,
     free (why);
     return -1;
   }
-  /* Opt mode: the server is still negotiating (nbd_opt_go(3)). */
-  forget_export (h);
+  /* Opt mode: the server is still negotiating (nbd_opt_go(3)); what an
+   * earlier INFO told was forgotten when this option started.
+   */
   {
     char *msg = refusal (why, type, data, len);
 
