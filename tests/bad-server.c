@@ -9,7 +9,9 @@
  * handshake, or in its reply to the first READ request (or the first
  * BLOCK_STATUS or WRITE: command_fault).  Later requests are answered
  * correctly, so a client that survives a command-level error can check
- * that its handle still works.
+ * that its handle still works.  To a client in opt mode it also answers
+ * NBD_OPT_LIST (two exports) and NBD_OPT_LIST_META_CONTEXT
+ * (base:allocation), correctly or as the scenario says.
  *
  * Without --socket it talks on stdin/stdout, which is what
  * nbd_connect_command gives it.  With --socket it listens on a Unix socket,
@@ -58,9 +60,11 @@
 
 #define NBD_OPT_EXPORT_NAME         1
 #define NBD_OPT_ABORT               2
+#define NBD_OPT_LIST                3
 #define NBD_OPT_INFO                6
 #define NBD_OPT_GO                  7
 #define NBD_OPT_STRUCTURED_REPLY    8
+#define NBD_OPT_LIST_META_CONTEXT   9
 #define NBD_OPT_SET_META_CONTEXT    10
 
 #define NBD_REP_ACK                 1
@@ -111,6 +115,8 @@
 #define ERROR_STREAM_SECONDS        4   /* times $NBDC_SLOWDOWN */
 #define BATCH_DELAY_MS              1500
 #define BATCH_MAX                   1000
+#define LIST_MANY                   10000
+#define META_CONTEXTS_TOO_MANY      300
 
 struct request {
   uint16_t flags;
@@ -161,6 +167,22 @@ enum handshake_fault {
   HS_META_CONTEXT_OTHER_NAME,   /* ... base:allocation:extra instead */
   HS_META_CONTEXT_ERROR,        /* SET_META_CONTEXT refused (ERR_POLICY) */
   HS_META_CONTEXT_SHORT,        /* a META_CONTEXT reply of 3 bytes */
+  HS_META_CONTEXT_TOO_MANY,     /* SET_META_CONTEXT selects 300 contexts */
+  /* Replies to NBD_OPT_LIST (opt mode; by default two exports). */
+  HS_LIST_NAME_BEYOND_PAYLOAD,  /* NBD_REP_SERVER: name length 100 of 4 */
+  HS_LIST_SHORT,                /* NBD_REP_SERVER of 3 bytes */
+  HS_LIST_NAME_TOO_LONG,        /* NBD_REP_SERVER with a 5000-byte name */
+  HS_LIST_OVERSIZED,            /* NBD_REP_SERVER claiming 1 GiB */
+  HS_LIST_INFO_REPLY,           /* NBD_REP_INFO in reply to LIST */
+  HS_LIST_UNKNOWN_REPLY,        /* non-error reply type 0x63 to LIST */
+  HS_LIST_ERROR_AFTER_ONE,      /* one export, then NBD_REP_ERR_POLICY */
+  HS_LIST_MANY,                 /* LIST_MANY exports */
+  HS_LIST_CLOSE,                /* close on LIST */
+  /* Replies to NBD_OPT_LIST_META_CONTEXT (by default base:allocation). */
+  HS_META_LIST_SHORT,           /* a META_CONTEXT reply of 3 bytes */
+  HS_META_LIST_NAME_TOO_LONG,   /* a context name of 5000 bytes */
+  HS_META_LIST_SERVER_REPLY,    /* NBD_REP_SERVER in reply to it */
+  HS_META_LIST_ERROR,           /* NBD_REP_ERR_UNSUP */
 };
 
 /* NBD_INFO_BLOCK_SIZE (minimum, preferred, maximum) of the HS_BLOCK_*
@@ -552,6 +574,16 @@ reply_meta_context (uint32_t option, const unsigned char *data,
     option_reply (option, NBD_REP_META_CONTEXT, 3);
     put_fill (0, 3);
     break;
+  case HS_META_CONTEXT_TOO_MANY:
+    for (int i = 0; i < META_CONTEXTS_TOO_MANY; i++) {
+      char ctx[32];
+
+      snprintf (ctx, sizeof ctx, "base:allocation:%d", i);
+      option_reply (option, NBD_REP_META_CONTEXT, 4 + strlen (ctx));
+      put_be32 (i + 1);
+      put (ctx, strlen (ctx));
+    }
+    break;
   default:
     break;
   }
@@ -559,6 +591,110 @@ reply_meta_context (uint32_t option, const unsigned char *data,
     option_reply (option, NBD_REP_META_CONTEXT, 4 + strlen (name));
     put_be32 (1);
     put (name, strlen (name));
+  }
+  option_reply (option, NBD_REP_ACK, 0);
+  flush_out ();
+}
+
+static void info_export (uint32_t option);
+
+/* One NBD_REP_SERVER: name length, name, description. */
+static void
+reply_server (uint32_t option, const char *name, const char *description)
+{
+  option_reply (option, NBD_REP_SERVER,
+                4 + strlen (name) + strlen (description));
+  put_be32 (strlen (name));
+  put (name, strlen (name));
+  put (description, strlen (description));
+}
+
+/* Reply to NBD_OPT_LIST: two exports, or what the scenario says. */
+static void
+reply_list (uint32_t option)
+{
+  switch (scenario->handshake_fault) {
+  case HS_LIST_NAME_BEYOND_PAYLOAD:
+    option_reply (option, NBD_REP_SERVER, 4 + 4);
+    put_be32 (100);
+    put ("disk", 4);
+    break;
+  case HS_LIST_SHORT:
+    option_reply (option, NBD_REP_SERVER, 3);
+    put_fill (0, 3);
+    break;
+  case HS_LIST_NAME_TOO_LONG:
+    option_reply (option, NBD_REP_SERVER, 4 + 5000);
+    put_be32 (5000);
+    put_fill ('x', 5000);
+    break;
+  case HS_LIST_OVERSIZED:
+    option_reply (option, NBD_REP_SERVER, UINT32_C (1) << 30);
+    put_be32 (4);
+    put ("disk", 4);
+    flush_out ();
+    wait_for_eof ();
+    break;
+  case HS_LIST_INFO_REPLY:
+    info_export (option);
+    break;
+  case HS_LIST_UNKNOWN_REPLY:
+    option_reply (option, 0x63, 0);
+    break;
+  case HS_LIST_ERROR_AFTER_ONE:
+    reply_server (option, "disk", "the whole export");
+    option_reply (option, NBD_REP_ERR_POLICY, 0);
+    flush_out ();
+    return;
+  case HS_LIST_MANY:
+    for (int i = 0; i < LIST_MANY; i++) {
+      char name[32];
+
+      snprintf (name, sizeof name, "export-%d", i);
+      reply_server (option, name, "");
+    }
+    break;
+  case HS_LIST_CLOSE:
+    exit (EXIT_SUCCESS);
+  default:
+    reply_server (option, "disk", "the whole export");
+    reply_server (option, "spare", "");
+    break;
+  }
+  option_reply (option, NBD_REP_ACK, 0);
+  flush_out ();
+}
+
+/* Reply to NBD_OPT_LIST_META_CONTEXT: base:allocation, whatever the
+ * queries, or what the scenario says.
+ */
+static void
+reply_list_meta_context (uint32_t option)
+{
+  const char *name = "base:allocation";
+
+  switch (scenario->handshake_fault) {
+  case HS_META_LIST_SHORT:
+    option_reply (option, NBD_REP_META_CONTEXT, 3);
+    put_fill (0, 3);
+    break;
+  case HS_META_LIST_NAME_TOO_LONG:
+    option_reply (option, NBD_REP_META_CONTEXT, 4 + 5000);
+    put_be32 (0);
+    put_fill ('m', 5000);
+    break;
+  case HS_META_LIST_SERVER_REPLY:
+    reply_server (option, "disk", "");
+    break;
+  case HS_META_LIST_ERROR:
+    option_reply (option, NBD_REP_ERR_UNSUP, 0);
+    flush_out ();
+    return;
+  default:
+    option_reply (option, NBD_REP_META_CONTEXT, 4 + strlen (name));
+    put_be32 (0);
+    put (name, strlen (name));
+    break;
   }
   option_reply (option, NBD_REP_ACK, 0);
   flush_out ();
@@ -806,6 +942,12 @@ handshake_newstyle (void)
       break;
     case NBD_OPT_SET_META_CONTEXT:
       reply_meta_context (option, data, length);
+      break;
+    case NBD_OPT_LIST:
+      reply_list (option);
+      break;
+    case NBD_OPT_LIST_META_CONTEXT:
+      reply_list_meta_context (option);
       break;
     case NBD_OPT_INFO:
     case NBD_OPT_GO:
@@ -2135,6 +2277,48 @@ static const struct scenario scenarios[] = {
   { "meta-context-short",
     "a META_CONTEXT reply of 3 bytes",
     0, HS_META_CONTEXT_SHORT, NULL },
+  { "meta-context-too-many",
+    "SET_META_CONTEXT selects 300 contexts",
+    0, HS_META_CONTEXT_TOO_MANY, NULL },
+  { "list-name-beyond-payload",
+    "NBD_REP_SERVER whose name length (100) runs past its payload",
+    0, HS_LIST_NAME_BEYOND_PAYLOAD, NULL },
+  { "list-short",
+    "NBD_REP_SERVER of 3 bytes (no room for the name length)",
+    0, HS_LIST_SHORT, NULL },
+  { "list-name-too-long",
+    "NBD_REP_SERVER with an export name of 5000 bytes",
+    0, HS_LIST_NAME_TOO_LONG, NULL },
+  { "list-oversized",
+    "NBD_REP_SERVER claiming a payload of 1 GiB",
+    0, HS_LIST_OVERSIZED, NULL },
+  { "list-info-reply",
+    "NBD_REP_INFO in reply to LIST",
+    0, HS_LIST_INFO_REPLY, NULL },
+  { "list-unknown-reply",
+    "the unknown non-error reply type 0x63 to LIST",
+    0, HS_LIST_UNKNOWN_REPLY, NULL },
+  { "list-error-after-one",
+    "LIST: one export, then NBD_REP_ERR_POLICY",
+    0, HS_LIST_ERROR_AFTER_ONE, NULL },
+  { "list-many",
+    "LIST: 10000 exports",
+    0, HS_LIST_MANY, NULL },
+  { "list-close",
+    "closes on LIST",
+    0, HS_LIST_CLOSE, NULL },
+  { "meta-list-short",
+    "a META_CONTEXT reply of 3 bytes to LIST_META_CONTEXT",
+    0, HS_META_LIST_SHORT, NULL },
+  { "meta-list-name-too-long",
+    "LIST_META_CONTEXT: a context name of 5000 bytes",
+    0, HS_META_LIST_NAME_TOO_LONG, NULL },
+  { "meta-list-server-reply",
+    "NBD_REP_SERVER in reply to LIST_META_CONTEXT",
+    0, HS_META_LIST_SERVER_REPLY, NULL },
+  { "meta-list-error",
+    "LIST_META_CONTEXT refused with NBD_REP_ERR_UNSUP",
+    0, HS_META_LIST_ERROR, NULL },
 };
 
 #pragma GCC diagnostic pop

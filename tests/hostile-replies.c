@@ -35,6 +35,19 @@
  * (nbd_get_block_size), and the meta context it selected when the
  * expectation asks for one before connecting (nbd_can_meta_context).
  *
+ * Rows with an option call (opt) connect in opt mode instead and issue
+ * that nbd_aio_opt_* call; the outcome is then the option's:
+ *
+ *   works        it succeeds (a list: with opt_count replies), the handle
+ *                negotiates again, nbd_opt_go works and a read too;
+ *   fails-usable the call fails with errno E (at once, or in its
+ *                completion), the handle negotiates again and nbd_opt_go
+ *                then works and reads (or, with go_fails, fails the same
+ *                way, the server refusing GO too);
+ *   dies         the handle dies with errno E (EPROTO, ECONNRESET), the
+ *                completion callback runs with ENOTCONN (as libnbd 1.14),
+ *                and nbd_opt_go then fails with EINVAL.
+ *
  * and, for every scenario: each callback's .free runs exactly once and no
  * callback runs after it, the completion callback runs once, the chunk
  * callback sees only ranges inside the request and correct contents, no
@@ -90,6 +103,9 @@
 
 enum outcome { WORKS, FAILS_USABLE, DIES, WORKS_THEN_DIES, CLOSES,
                NO_CONNECT };
+
+/* The option call of an opt-mode row (nbd_set_opt_mode(3)). */
+enum opt_call { OPT_NONE, OPT_LIST, OPT_LIST_META, OPT_INFO };
 
 static const char *
 outcome_name (enum outcome outcome)
@@ -189,6 +205,14 @@ struct expectation {
                                    reports (NULL: none) */
   const struct command_expectation *command; /* first command, if not a
                                                 read */
+  enum opt_call opt;            /* opt mode: the option call, instead of
+                                   the first read */
+  int opt_count;                /* exports or contexts the list call
+                                   passes to its callback */
+  bool go_fails;                /* opt: the server refuses GO as well */
+  bool sync;                    /* opt: the blocking call (nbd_opt_*) */
+  const char *message;          /* opt, dies: libnbdc's error names the
+                                   rule with this text */
 };
 
 #define DF LIBNBD_CMD_FLAG_DF
@@ -744,6 +768,132 @@ static const struct expectation expectations[] = {
   { "meta-context-error", false, 0, WORKS, 0, ANY,
     "SET_META_CONTEXT refused: no context",
     .same_as_libnbd = true, .meta_request = "base:allocation" },
+
+  /* Option mode (nbd_set_opt_mode(3)): what the nbd_aio_opt_* calls do
+   * with each reply.  libnbd 1.14 fails a refused LIST or
+   * LIST_META_CONTEXT with ENOTSUP whatever the error, and a refused INFO
+   * with the errno of the GO table, ENOTSUP where that is 0.
+   */
+  { "good", false, 0, WORKS, 0, ANY,
+    "nbd_opt_list: every export reaches the list callback",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 2 },
+  { "good", true, 0, WORKS, 0, ANY,
+    "nbd_opt_list: every export reaches the list callback",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 2 },
+  { "good", false, 0, WORKS, 0, ANY,
+    "nbd_opt_list_meta_context: every context reaches the callback",
+    .same_as_libnbd = true, .opt = OPT_LIST_META, .opt_count = 1 },
+  { "good", true, 0, WORKS, 0, ANY,
+    "nbd_opt_list_meta_context: every context reaches the callback",
+    .same_as_libnbd = true, .opt = OPT_LIST_META, .opt_count = 1 },
+  { "good", false, 0, WORKS, 0, ANY,
+    "nbd_opt_info, then nbd_opt_go",
+    .same_as_libnbd = true, .opt = OPT_INFO },
+  { "good", true, 0, WORKS, 0, ANY,
+    "nbd_opt_info, then nbd_opt_go",
+    .same_as_libnbd = true, .opt = OPT_INFO },
+  { "good", false, 0, WORKS, 0, ANY,
+    "nbd_opt_list returns the number of exports",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 2, .sync = true },
+  { "good", false, 0, WORKS, 0, ANY,
+    "nbd_opt_list_meta_context returns the number of contexts",
+    .same_as_libnbd = true, .opt = OPT_LIST_META, .opt_count = 1,
+    .sync = true },
+  { "list-error-after-one", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "nbd_opt_list fails after partial results: ENOTSUP",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 1, .sync = true },
+  { "go-err-unknown", false, 0, FAILS_USABLE, ENOENT, ANY,
+    "nbd_opt_info refused with ERR_UNKNOWN: ENOENT",
+    .same_as_libnbd = true, .opt = OPT_INFO, .go_fails = true,
+    .sync = true },
+  /* A blocking call on a handle that dies fails with the reason. */
+  { "list-info-reply", false, 0, DIES, EPROTO, ANY,
+    "nbd_opt_list: LIST takes NBD_REP_SERVER, ACK or an error",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST,
+    .sync = true, .message = "unexpected reply type 3 to NBD_OPT_LIST" },
+  { "meta-list-short", false, 0, DIES, EPROTO, ANY,
+    "nbd_opt_list_meta_context: a META_CONTEXT reply holds an id",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST_META,
+    .sync = true, .message = "of 3 bytes to NBD_OPT_LIST_META_CONTEXT" },
+  { "list-many", false, 0, WORKS, 0, ANY,
+    "a list of 10000 exports, each to the callback",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 10000 },
+  { "list-error-after-one", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "LIST may fail after partial results: ENOTSUP",
+    .same_as_libnbd = true, .opt = OPT_LIST, .opt_count = 1 },
+  { "meta-list-error", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "a refused LIST_META_CONTEXT: ENOTSUP",
+    .same_as_libnbd = true, .opt = OPT_LIST_META },
+  { "good-no-go", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "INFO refused with ERR_UNSUP: ENOTSUP; GO then uses EXPORT_NAME",
+    .same_as_libnbd = true, .opt = OPT_INFO },
+  { "go-err-unknown", false, 0, FAILS_USABLE, ENOENT, ANY,
+    "INFO refused with ERR_UNKNOWN: ENOENT, still negotiating",
+    .same_as_libnbd = true, .opt = OPT_INFO, .go_fails = true },
+  { "go-err-invalid-message", false, 0, FAILS_USABLE, EINVAL, ANY,
+    "INFO refused with ERR_INVALID: EINVAL, still negotiating",
+    .same_as_libnbd = true, .opt = OPT_INFO, .go_fails = true },
+  { "go-err-policy", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "INFO refused with ERR_POLICY: ENOTSUP in opt mode",
+    .same_as_libnbd = true, .opt = OPT_INFO, .go_fails = true },
+  { "go-err-0x63", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "INFO refused with an unknown error: ENOTSUP in opt mode",
+    .same_as_libnbd = true, .opt = OPT_INFO, .go_fails = true },
+  { "plain-newstyle", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "LIST needs fixed newstyle; GO then uses EXPORT_NAME",
+    .same_as_libnbd = true, .opt = OPT_LIST },
+  { "good-simple", false, 0, FAILS_USABLE, ENOTSUP, ANY,
+    "LIST_META_CONTEXT needs structured replies",
+    .same_as_libnbd = true, .opt = OPT_LIST_META },
+  { "list-name-beyond-payload", false, 0, DIES, EPROTO, ANY,
+    "an NBD_REP_SERVER name ends inside its payload",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST,
+    .message = "name of 100 bytes in a payload of 8" },
+  /* libnbd 1.14.2 reads past the payload here and crashes. */
+  { "list-short", false, 0, DIES, EPROTO, ANY,
+    "an NBD_REP_SERVER holds at least a name length",
+    .opt = OPT_LIST, .message = "no room for the name length" },
+  { "list-short", true, 0, DIES, EPROTO, ANY,
+    "an NBD_REP_SERVER holds at least a name length",
+    .opt = OPT_LIST, .message = "no room for the name length" },
+  { "list-name-too-long", false, 0, DIES, EPROTO, ANY,
+    "handshake strings are at most 4096 bytes",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST },
+  { "list-oversized", false, 0, DIES, EPROTO, ANY,
+    "never read an option reply payload the server claims is huge",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST },
+  { "list-info-reply", false, 0, DIES, EPROTO, ANY,
+    "LIST takes NBD_REP_SERVER, ACK or an error",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST },
+  { "list-unknown-reply", false, 0, DIES, EPROTO, ANY,
+    "an unknown non-error reply type drops the connection",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST },
+  { "list-close", false, 0, DIES, ECONNRESET, ANY,
+    "EOF during LIST fails the option",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST },
+  { "meta-list-short", false, 0, DIES, EPROTO, ANY,
+    "a META_CONTEXT reply holds an id and a name",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST_META },
+  { "meta-list-short", true, 0, DIES, EPROTO, ANY,
+    "a META_CONTEXT reply holds an id and a name",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST_META },
+  { "meta-list-name-too-long", false, 0, DIES, EPROTO, ANY,
+    "handshake strings are at most 4096 bytes",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST_META },
+  { "meta-list-server-reply", false, 0, DIES, EPROTO, ANY,
+    "LIST_META_CONTEXT takes META_CONTEXT, ACK or an error",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_LIST_META },
+  { "info-name-too-long", false, 0, DIES, EPROTO, ANY,
+    "handshake strings are at most 4096 bytes (INFO)",
+    .same_as_libnbd = true, .libnbd_errno_0 = true, .opt = OPT_INFO },
+  /* libnbd 1.14 accepts this INFO (and reports size 0). */
+  { "missing-info-export", false, 0, DIES, EPROTO, ANY,
+    "INFO must send NBD_INFO_EXPORT before its ACK",
+    .opt = OPT_INFO },
+  /* libnbd 1.14 keeps every context; libnbdc at most 256. */
+  { "meta-context-too-many", false, 0, NO_CONNECT, EPROTO, ANY,
+    "at most 256 meta contexts are kept",
+    .meta_request = "base:allocation" },
 };
 #pragma GCC diagnostic pop
 
@@ -1764,6 +1914,285 @@ command_suffix (const struct expectation *e)
   return suffix;
 }
 
+/* What the callbacks of one nbd_aio_opt_* call saw. */
+struct opt_state {
+  int issued;                   /* the call's result */
+  int issue_error;
+  int entry_calls, entry_frees;
+  int completion_calls, completion_frees;
+  int completion_error;
+  bool call_after_free;
+  struct poll_log poll;
+  bool hung;
+};
+
+static int
+opt_list_entry (void *user_data, const char *name, const char *description)
+{
+  struct opt_state *os = user_data;
+
+  os->entry_calls++;
+  if (os->entry_frees || os->completion_calls)
+    os->call_after_free = true;
+  return 0;
+}
+
+static int
+opt_context_entry (void *user_data, const char *name)
+{
+  return opt_list_entry (user_data, name, "");
+}
+
+static void
+opt_entry_free (void *user_data)
+{
+  struct opt_state *os = user_data;
+
+  os->entry_frees++;
+}
+
+static int
+opt_completion (void *user_data, int *error)
+{
+  struct opt_state *os = user_data;
+
+  os->completion_calls++;
+  os->completion_error = *error;
+  if (os->completion_frees)
+    os->call_after_free = true;
+  return 0;
+}
+
+static void
+opt_completion_free (void *user_data)
+{
+  struct opt_state *os = user_data;
+
+  os->completion_frees++;
+}
+
+static bool
+option_done (struct nbd_handle *h, void *arg)
+{
+  struct opt_state *os = arg;
+
+  return os->completion_calls > 0 || !nbd_aio_is_connecting (h);
+}
+
+/* Issue the row's option call and drive it to its end.  A handle that
+ * dies inside the call itself leaves its error for nbd_get_error (the
+ * call succeeded: the option was queued).
+ */
+static void
+do_option (struct nbd_handle *h, const struct expectation *e,
+           struct opt_state *os)
+{
+  nbd_completion_callback completion = {
+    .callback = opt_completion, .user_data = os,
+    .free = opt_completion_free,
+  };
+  nbd_list_callback list = {
+    .callback = opt_list_entry, .user_data = os, .free = opt_entry_free,
+  };
+  nbd_context_callback context = {
+    .callback = opt_context_entry, .user_data = os, .free = opt_entry_free,
+  };
+
+  if (e->sync) {
+    /* The blocking call: it returns what the option gave. */
+    os->completion_frees = 1;   /* no completion callback */
+    if (e->opt == OPT_LIST)
+      os->issued = nbd_opt_list (h, list);
+    else if (e->opt == OPT_LIST_META)
+      os->issued = nbd_opt_list_meta_context (h, context);
+    else {
+      os->entry_frees = 1;
+      os->issued = nbd_opt_info (h);
+    }
+    if (os->issued == -1) {
+      os->issue_error = nbd_get_errno ();
+      os->poll.message = copy_error ();
+    }
+    return;
+  }
+  switch (e->opt) {
+  case OPT_LIST:
+    os->issued = nbd_aio_opt_list (h,
+      (nbd_list_callback) { .callback = opt_list_entry, .user_data = os,
+                            .free = opt_entry_free }, completion);
+    break;
+  case OPT_LIST_META:
+    os->issued = nbd_aio_opt_list_meta_context (h,
+      (nbd_context_callback) { .callback = opt_context_entry,
+                               .user_data = os, .free = opt_entry_free },
+      completion);
+    break;
+  default:
+    os->entry_frees = 1;        /* no list callback */
+    os->issued = nbd_aio_opt_info (h, completion);
+    break;
+  }
+  if (os->issued == -1) {
+    os->issue_error = nbd_get_errno ();
+    os->poll.message = copy_error ();
+    return;
+  }
+  if (nbd_aio_is_dead (h)) {
+    os->poll.message = copy_error ();
+    os->poll.error = nbd_get_errno ();
+    return;
+  }
+  os->hung = !drive (h, option_done, os, POLL_TIMEOUT_MS, &os->poll);
+}
+
+/* Did the option end as the row expects? */
+static bool
+option_outcome_met (struct nbd_handle *h, const struct expectation *e,
+                    const struct opt_state *os)
+{
+  bool counted = e->opt == OPT_INFO || os->entry_calls == e->opt_count;
+  bool named = AGAINST_LIBNBD || e->message == NULL ||
+    (os->poll.message && strstr (os->poll.message, e->message));
+
+  if (os->hung)
+    return false;
+  if (e->sync) {
+    int expected = e->opt == OPT_INFO ? 0 : e->opt_count;
+
+    switch (e->outcome) {
+    case WORKS:
+      return os->issued == expected && counted &&
+        nbd_aio_is_negotiating (h) == 1;
+    case FAILS_USABLE:
+      return os->issued == -1 && os->issue_error == e->error && counted &&
+        nbd_aio_is_negotiating (h) == 1;
+    case DIES:
+      /* libnbd 1.14 says ENOTCONN if the handle died before the call
+       * waited, the errno of the failed poll (0) if while it waited.
+       */
+      return os->issued == -1 && nbd_aio_is_dead (h) && named &&
+        os->poll.message && os->poll.message[0] &&
+        (errno_is (e, os->issue_error) ||
+         (AGAINST_LIBNBD && os->issue_error == ENOTCONN));
+    default:
+      abort ();
+    }
+  }
+  switch (e->outcome) {
+  case WORKS:
+    return os->issued == 0 && os->completion_calls == 1 &&
+      os->completion_error == 0 && counted &&
+      nbd_aio_is_negotiating (h) == 1;
+  case FAILS_USABLE:
+    if (os->issued == -1)
+      return os->issue_error == e->error && os->entry_calls == 0 &&
+        os->completion_calls == 0 && nbd_aio_is_negotiating (h) == 1;
+    return os->completion_calls == 1 && os->completion_error == e->error &&
+      counted && nbd_aio_is_negotiating (h) == 1;
+  case DIES:
+    return os->issued == 0 && nbd_aio_is_dead (h) &&
+      os->completion_calls == 1 && os->completion_error == ENOTCONN &&
+      os->poll.message != NULL && errno_is (e, os->poll.error) && named;
+  default:
+    abort ();
+  }
+}
+
+/* An opt-mode row: connect in opt mode, run the option, then see whether
+ * the handle goes on as the outcome says.
+ */
+static void
+run_opt (const char *server, const struct expectation *e)
+{
+  struct nbd_handle *h;
+  struct opt_state os = { 0 };
+  struct read_state second = { 0 };
+  struct poll_log connect_log = { 0 };
+  const char *argv[4];
+  const char *call = e->opt == OPT_LIST ? "list"
+    : e->opt == OPT_LIST_META ? "list_meta_context" : "info";
+  char name[128];
+  const char *problem = NULL;
+  bool ok, hung;
+  int argc = 0;
+
+  snprintf (name, sizeof name, "%s%s (nbd_%sopt_%s)", e->scenario,
+            e->trickle ? " (trickle)" : "", e->sync ? "" : "aio_", call);
+  argv[argc++] = server;
+  if (e->trickle)
+    argv[argc++] = "--trickle";
+  argv[argc++] = e->scenario;
+  argv[argc] = NULL;
+
+  h = nbd_create ();
+  if (h == NULL || nbd_set_opt_mode (h, true) == -1) {
+    fprintf (stderr, "nbd_create: %s\n", nbd_get_error ());
+    exit (EXIT_FAILURE);
+  }
+  hung = nbd_aio_connect_command (h, (char **) argv) == -1 ||
+    !drive (h, connect_done, NULL, POLL_TIMEOUT_MS, &connect_log);
+  if (hung || !nbd_aio_is_negotiating (h)) {
+    printf ("# %s: connect did not stop negotiating (%s): %s\n", name,
+            nbd_connection_state (h),
+            connect_log.message ? connect_log.message : "");
+    tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+    free (connect_log.message);
+    nbd_close (h);
+    return;
+  }
+
+  do_option (h, e, &os);
+  printf ("# %s: call %d (%s), %d replies, completion %d (%s), handle %s\n",
+          name, os.issued, strerror (os.issue_error), os.entry_calls,
+          os.completion_calls, strerror (os.completion_error),
+          nbd_connection_state (h));
+  if (os.poll.message)
+    printf ("#   errno %s: %s\n", strerror (os.poll.error), os.poll.message);
+  ok = option_outcome_met (h, e, &os);
+
+  /* What the handle does next: GO (and a read), or nothing if dead. */
+  if (e->outcome == DIES) {
+    int r = nbd_opt_go (h);
+
+    ok = ok && r == -1 && nbd_get_errno () == EINVAL;
+  }
+  else if (e->go_fails) {
+    int r = nbd_opt_go (h);
+
+    ok = ok && r == -1 && nbd_get_errno () == e->error &&
+      nbd_aio_is_negotiating (h) == 1;
+  }
+  else if (nbd_opt_go (h) == -1) {
+    printf ("# %s: nbd_opt_go: %s\n", name, nbd_get_error ());
+    ok = false;
+  }
+  else {
+    second_read (h, &second);
+    ok = ok && read_verified (&second);
+  }
+  tap (ok, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+  nbd_close (h);
+
+  if (os.entry_frees != 1)
+    problem = "list or context .free not called exactly once";
+  else if (os.completion_frees != 1)
+    problem = "completion .free not called exactly once";
+  else if (os.call_after_free)
+    problem = "a callback ran after its .free or the completion";
+  else if (os.issued == -1 && !e->sync &&
+           (os.completion_calls || os.entry_calls))
+    problem = "callbacks called for an option that was never issued";
+  else if (os.issued != -1 && !e->sync && os.completion_calls != 1)
+    problem = "completion callback not called exactly once";
+  else
+    problem = hygiene (&second);
+  tap (problem == NULL, "%s: callbacks and .free%s%s", name,
+       problem ? ": " : "", problem ? problem : "");
+  free (os.poll.message);
+  free (connect_log.message);
+  free_read (&second);
+}
+
 static void
 run (const char *server, const struct expectation *e)
 {
@@ -1780,6 +2209,10 @@ run (const char *server, const struct expectation *e)
   pid_t server_pid = 0;
   int argc = 0, connect_error = 0;
 
+  if (e->opt != OPT_NONE) {
+    run_opt (server, e);
+    return;
+  }
   snprintf (name, sizeof name, "%s%s%s%s%s", e->scenario,
             e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "",
             e->abandon ? " (abandon)" : "", command_suffix (e));
