@@ -18,6 +18,7 @@ API_TESTS = \
 	api-contract.sh \
 	api-settings.sh \
 	api-uri.sh \
+	api-opt.sh \
 	diff-transcript.sh \
 	$(NULL)
 
@@ -32,6 +33,7 @@ check_PROGRAMS += \
 	api-contract-nbdc \
 	api-settings-nbdc \
 	api-uri-nbdc \
+	api-opt-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -63,6 +65,10 @@ api_uri_nbdc_SOURCES = api-uri.c api-tap.h
 api_uri_nbdc_LDFLAGS = -no-install
 api_uri_nbdc_LDADD = $(NBDC_LIBS)
 
+api_opt_nbdc_SOURCES = api-opt.c api-tap.h
+api_opt_nbdc_LDFLAGS = -no-install
+api_opt_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -79,6 +85,7 @@ API_LIBNBD_TESTS = \
 	api-contract-libnbd.sh \
 	api-settings-libnbd.sh \
 	api-uri-libnbd.sh \
+	api-opt-libnbd.sh \
 	$(NULL)
 
 if HAVE_LIBNBD
@@ -90,6 +97,7 @@ check_PROGRAMS += \
 	api-contract-libnbd \
 	api-settings-libnbd \
 	api-uri-libnbd \
+	api-opt-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -123,6 +131,10 @@ api_settings_libnbd_LDADD = $(LIBNBD_LIBS)
 api_uri_libnbd_SOURCES = api-uri.c api-tap.h
 api_uri_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_uri_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_opt_libnbd_SOURCES = api-opt.c api-tap.h
+api_opt_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_opt_libnbd_LDADD = $(LIBNBD_LIBS)
 
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
