@@ -305,6 +305,98 @@ mutant bs-simple-reply-success \
   'if (cmd->type == NBD_CMD_BLOCK_STATUS && error == 0)' \
   'if (0)'
 
+# Option mode (client/handshake.c, client/opt.c).
+mutant opt-is-negotiating \
+  "nbd_aio_is_negotiating is never true" \
+  'return h->state == STATE_NEGOTIATING;' \
+  'return 0;'
+mutant opt-connect-stops \
+  "nbd_connect_* in opt mode goes on to GO" \
+  '  if (h->opt_mode)
+    return enter_negotiating (h);' \
+  ''
+mutant opt-list-name-bound \
+  "an NBD_REP_SERVER name length past its payload is accepted" \
+  'if (nlen > len - 4) {' \
+  'if (0) {'
+mutant opt-list-short \
+  "an NBD_REP_SERVER too short for a name length is read" \
+  '  if (len < 4) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_SERVER of' \
+  '  if (0) {
+    set_dead (h, EPROTO, VIOLATION "NBD_REP_SERVER of'
+mutant opt-completion-not-called \
+  "an option's completion callback never runs" \
+  '  if (completion.callback)
+    completion.callback (completion.user_data, &err);' \
+  ''
+mutant opt-free-order \
+  "an option's completion .free runs before its list .free" \
+  '  if (list.free)
+    list.free (list.user_data);
+  if (context.free)
+    context.free (context.user_data);
+  if (completion.free)
+    completion.free (completion.user_data);' \
+  '  if (completion.free)
+    completion.free (completion.user_data);
+  if (list.free)
+    list.free (list.user_data);
+  if (context.free)
+    context.free (context.user_data);'
+mutant opt-list-errno \
+  "a refused LIST fails with EPERM, not ENOTSUP" \
+  'LIST with ENOTSUP, whatever the error. */
+    option_end (h, ENOTSUP, msg);' \
+  'LIST with ENOTSUP, whatever the error. */
+    option_end (h, EPERM, msg);'
+mutant opt-dead-completion \
+  "an option of a dead handle completes with EIO, not ENOTCONN" \
+  '  if (r == -1)
+    option_done (h, ENOTCONN);' \
+  '  if (r == -1)
+    option_done (h, EIO);'
+mutant opt-info-no-meta \
+  "nbd_opt_info and nbd_opt_go skip SET_META_CONTEXT" \
+  'r = h->fixed_newstyle ? meta_then_go (h) : send_export_name (h);' \
+  'r = h->fixed_newstyle ? send_go (h) : send_export_name (h);'
+mutant opt-list-meta-keeps \
+  "nbd_opt_list_meta_context keeps what an earlier INFO told" \
+  'told. */
+    forget_export (h);' \
+  'told. */'
+mutant opt-settings-negotiating \
+  "nbd_set_export_name and co. are refused while negotiating" \
+  'if (h->state != STATE_CREATED && h->state != STATE_NEGOTIATING) {' \
+  'if (h->state != STATE_CREATED) {'
+mutant opt-go-errno-policy \
+  "in opt mode a GO or INFO refused by policy fails with EPERM" \
+  'case NBD_REP_ERR_POLICY: return opt_mode ? ENOTSUP : EPERM;' \
+  'case NBD_REP_ERR_POLICY: return EPERM;'
+mutant opt-full-info \
+  "NBD_INFO_NAME and NBD_INFO_DESCRIPTION are never requested" \
+  'if (h->full_info) {' \
+  'if (0) {'
+mutant opt-not-fixed \
+  "LIST, INFO and LIST_META_CONTEXT are sent without fixed newstyle" \
+  '      !h->fixed_newstyle) {' \
+  '      0) {'
+mutant opt-abort-waits \
+  "NBD_OPT_ABORT waits for a reply instead of closing" \
+  'if (h->phase == PHASE_OPT_ABORT) {' \
+  'if (0) {'
+mutant opt-sync-count \
+  "nbd_opt_list counts no export" \
+  '  count_reply (w);
+  if (w->list.callback)' \
+  '  if (w->list.callback)'
+mutant opt-sync-dead-error \
+  "a blocking nbd_opt_* on a dead handle reports the option's ENOTSUP" \
+  '  if (h->state == STATE_DEAD) {
+    /* The connection died with the option' \
+  '  if (0) {
+    /* The connection died with the option'
+
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
   awk 'BEGIN { RS = "\001" }
