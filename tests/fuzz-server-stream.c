@@ -20,6 +20,13 @@
  * past its end), lie inside the export and have a length; with REQ_ONE
  * there is one, no longer than the request; none comes after the
  * completion or the .free.
+ * With OPT_MODE set in the length word (L is then its low 14 bits), the
+ * handle is in opt mode: once negotiating it runs nbd_aio_opt_list,
+ * nbd_aio_opt_list_meta_context (base:allocation), nbd_aio_opt_info and
+ * nbd_aio_opt_go in turn, whichever the state allows, so that the option
+ * replies are fuzzed too; each option's callbacks follow the same rules
+ * (list and context callbacks see strings of at most 4096 bytes, never
+ * after the completion).
  *
  * Built and run by tests/fuzz.sh (clang with libFuzzer); the seed
  * corpus is the streams of unit-split ("unit-split --dump DIR") and the
@@ -41,6 +48,7 @@
 
 #define MAX_INPUT 60000         /* fits the socket buffer: written at once */
 #define BLOCK_STATUS_MODE 0x8000 /* in the length word */
+#define OPT_MODE 0x4000          /* likewise */
 
 struct read {
   bool structured;
@@ -164,9 +172,96 @@ free_completion (void *user_data)
   ((struct read *) user_data)->completion_frees++;
 }
 
+/* The callbacks of one option (opt mode). */
+struct option {
+  int entries, entry_frees, completions, completion_frees;
+};
+
+static void
+check_entry (struct option *o, const char *name)
+{
+  assert (o->entry_frees == 0 && o->completions == 0);
+  assert (strlen (name) <= 4096);
+  o->entries++;
+}
+
+static int
+on_list (void *user_data, const char *name, const char *description)
+{
+  check_entry (user_data, name);
+  assert (strlen (description) <= 4096);
+  return 0;
+}
+
+static int
+on_context (void *user_data, const char *name)
+{
+  check_entry (user_data, name);
+  return 0;
+}
+
+static void
+free_entry (void *user_data)
+{
+  ((struct option *) user_data)->entry_frees++;
+}
+
+static int
+on_option_complete (void *user_data, int *error)
+{
+  struct option *o = user_data;
+
+  assert (o->completion_frees == 0);
+  o->completions++;
+  return 0;
+}
+
+static void
+free_option_completion (void *user_data)
+{
+  ((struct option *) user_data)->completion_frees++;
+}
+
+#define NR_OPTIONS 4
+
+/* Option i of the opt-mode sequence: LIST, LIST_META_CONTEXT, INFO, GO. */
+static void
+issue_option (struct nbd_handle *h, int i, struct option *o)
+{
+  nbd_completion_callback completion = {
+    .callback = on_option_complete, .user_data = o,
+    .free = free_option_completion,
+  };
+  nbd_list_callback list = {
+    .callback = on_list, .user_data = o, .free = free_entry,
+  };
+  nbd_context_callback context = {
+    .callback = on_context, .user_data = o, .free = free_entry,
+  };
+
+  switch (i) {
+  case 0:
+    nbd_aio_opt_list (h, list, completion);
+    break;
+  case 1:
+    nbd_aio_opt_list_meta_context (h, context, completion);
+    break;
+  case 2:
+    o->entry_frees = 1;         /* there is no list callback */
+    nbd_aio_opt_info (h, completion);
+    break;
+  default:
+    o->entry_frees = 1;
+    nbd_aio_opt_go (h, completion);
+    break;
+  }
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
+  struct option options[NR_OPTIONS] = { 0 };
+  int next_option = 0;
   struct read reads[3] = {
     { .structured = true, .offset = 0, .count = 4096 },
     { .structured = false, .offset = 8192, .count = 4096 },
@@ -196,6 +291,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     block_status = true;
     nbd_add_meta_context (h, "base:allocation");
   }
+  if (size >= 2 && (data[0] << 8 & OPT_MODE)) {
+    nbd_set_opt_mode (h, true);
+    nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+  }
   nbd_aio_connect_socket (h, sv[0]);
 
   /* The handshake first, so that the reads can go out before the replies
@@ -204,7 +303,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   if (size < 2)
     fed = size;
   else {
-    size_t len = ((data[0] << 8) | data[1]) & ~BLOCK_STATUS_MODE;
+    size_t len = ((data[0] << 8) | data[1]) &
+      ~(BLOCK_STATUS_MODE | OPT_MODE);
 
     data += 2;
     size -= 2;
@@ -269,6 +369,13 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       shutdown (sv[1], SHUT_WR);
       eof = true;
     }
+    if (nbd_aio_is_negotiating (h)) {
+      if (next_option == NR_OPTIONS)
+        break;                  /* every option failed: enough */
+      issue_option (h, next_option, &options[next_option]);
+      next_option++;
+      continue;
+    }
     if (nbd_aio_is_dead (h) || nbd_aio_is_closed (h) ||
         nbd_aio_is_created (h))
       break;
@@ -290,6 +397,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     assert (statuses[i].extent_frees == 1);
     assert (statuses[i].completion_frees == 1);
     assert (statuses[i].completions <= 1);
+  }
+  for (int i = 0; i < next_option; i++) {
+    assert (options[i].entry_frees == 1);
+    assert (options[i].completion_frees == 1);
+    assert (options[i].completions <= 1);
   }
   return 0;
 }

@@ -35,6 +35,31 @@ clang -g -O1 -DWRITE_SEEDS \
   { tap_result "not ok" "block status seeds"; sed 's/^/# /' "$tmpdir/cc.log"
     tap_done; exit 0; }
 
+# One more seed in opt mode (OPT_MODE in the length): a server that
+# answers LIST, LIST_META_CONTEXT, INFO and GO (each after
+# SET_META_CONTEXT), so that mutations start inside the option replies.
+byte () { printf "\\$(printf %03o $(($1 & 255)))"; }
+be16 () { byte $(($1 >> 8)); byte $1; }
+be32 () { be16 $(($1 >> 16)); be16 $1; }
+reply () {                      # OPTION TYPE [PAYLOAD-FILE]
+  printf '\000\003\350\211\004\125\145\251'
+  be32 "$1"; be32 "$2"
+  if [ -n "${3:-}" ]; then be32 "$(wc -c <"$3")"; cat "$3"; else be32 0; fi
+}
+{ printf 'NBDMAGICIHAVEOPT'; be16 3; reply 8 1
+  { be32 4; printf 'diska disk'; } >"$tmpdir/server"
+  { be32 1; printf 'base:allocation'; } >"$tmpdir/context"
+  { be16 0; be32 0; be32 1048576; be16 3; } >"$tmpdir/info"
+  reply 3 2 "$tmpdir/server"; reply 3 1
+  reply 9 4 "$tmpdir/context"; reply 9 1
+  for option in 6 7; do
+    reply 10 4 "$tmpdir/context"; reply 10 1
+    reply $option 3 "$tmpdir/info"; reply $option 1
+  done
+} >"$tmpdir/opt-stream"
+{ be16 $((0x4000 | $(wc -c <"$tmpdir/opt-stream")))
+  cat "$tmpdir/opt-stream"; } >"$tmpdir/corpus/opt-mode"
+
 if (cd "$tmpdir" && timeout $((NBDC_FUZZ_SECONDS + 120)) "$fuzzer" \
       -max_total_time="$NBDC_FUZZ_SECONDS" -max_len=8192 -timeout=10 \
       -print_final_stats=1 corpus >"$tmpdir/fuzz.log" 2>&1); then
