@@ -16,10 +16,10 @@ cd "$top"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 run_packages=(autoconf automake libtool pkg-config gcc make
-              libgnutls28-dev nbdkit)
+              libgnutls28-dev nbdkit nbdkit-plugin-dev)
 test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
                nbd-server gnutls-bin valgrind clang libclang-rt-14-dev
-               gcovr)
+               gcovr fio)
 
 install_packages () {
   local missing=() p
