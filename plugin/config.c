@@ -538,6 +538,16 @@ retry_pause (void)
   return 0;
 }
 
+/* " after N retries" for the error message, or "". */
+static const char *
+retries (void)
+{
+  if (config.retry == 0)
+    return "";
+  return nbdkit_printf_intern (" after %u %s", config.retry,
+                               config.retry == 1 ? "retry" : "retries");
+}
+
 /* Connect a new upstream handle to export, trying 1 + retry times, one
  * second apart.  NULL (with nbdkit_error called) if every attempt failed.
  */
@@ -575,8 +585,7 @@ upstream_connect (const char *export)
       break;
   }
   nbdkit_error ("cannot connect to upstream %s (export \"%s\")%s: %s",
-                upstream_name (), export,
-                config.retry ? " after retries" : "",
+                upstream_name (), export, retries (),
                 message ? message : strerror (err));
   free (message);
   errno = err ? err : EIO;
@@ -671,8 +680,7 @@ upstream_probe (void)
     nbd_close (nbd);
   }
   nbdkit_error ("cannot connect to upstream %s%s: %s", upstream_name (),
-                config.retry ? " after retries" : "",
-                message ? message : "unknown error");
+                retries (), message ? message : "unknown error");
   free (message);
   return -1;
 }

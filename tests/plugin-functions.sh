@@ -1,0 +1,132 @@
+# Helpers for the nbd-proxy plugin tests: sourced after functions.sh.
+#
+#   requires_proxy                      # skip unless the plugin was built
+#   start_proxy px uri=nbd+unix:///?socket=$tmpdir/up.sock
+#   proxy_uri px                        # nbd+unix:///?socket=$tmpdir/px.sock
+#   stop_proxy px                       # SIGTERM; fails the test if nbdkit
+#                                       # (or valgrind) exited with an error
+#
+# Under the valgrind pass ($NBDC_VALGRIND) the proxy's nbdkit runs under
+# valgrind, the plugin kept loaded at exit (NBDKIT_VALGRIND=1) so leaks
+# show where they come from.  In the sanitizer build the plugin needs its
+# runtime first in the process: nbdkit runs with LD_PRELOAD of the
+# libasan/libubsan the plugin links.
+
+plugin=${top_builddir:-..}/plugin/.libs/nbd-proxy.so
+
+requires_proxy ()
+{
+  requires nbdkit
+  [ -f "$plugin" ] || skip_all "plugin not built (no nbdkit-plugin.h?)"
+  _proxy_preload=$(ldd "$plugin" 2>/dev/null |
+    awk '/lib(asan|ubsan)\.so/ { print $3 }' | tr '\n' ':')
+}
+
+# Replace this (sub)shell by nbdkit, run as the pass needs it.
+proxy_exec_nbdkit ()
+{
+  if [ -n "$NBDC_VALGRIND" ]; then
+    NBDKIT_VALGRIND=1 exec $NBDC_VALGRIND nbdkit "$@"
+  elif [ -n "$_proxy_preload" ]; then
+    LD_PRELOAD="$_proxy_preload" exec nbdkit "$@"
+  else
+    exec nbdkit "$@"
+  fi
+}
+
+# nbdkit with the plugin in the foreground (for start-up checks).
+proxy_nbdkit ()
+{
+  ( proxy_exec_nbdkit "$@" )
+}
+
+# proxy_has KEY=VALUE: does --dump-plugin say so?  (has_pwrite=1 tells
+# whether libnbdc had nbd_pwrite when the plugin was built.)
+proxy_has ()
+{
+  LD_PRELOAD="$_proxy_preload" nbdkit --dump-plugin "$plugin" 2>/dev/null |
+    grep -qx "$1"
+}
+
+# requires_proxy_has KEY=VALUE FUNCTION: skip the file unless the plugin
+# was built with the libnbdc FUNCTION behind that callback.
+requires_proxy_has ()
+{
+  proxy_has "$1" ||
+    skip_all "libnbdc has no $2 yet (plugin built without it)"
+}
+
+# start_proxy NAME [NBDKIT-OPTIONS...] -- [PLUGIN-KEYS...]
+# or start_proxy NAME [PLUGIN-KEYS...] (no nbdkit options).
+# Serves on $tmpdir/NAME.sock; sets proxy_pid.  Bails out if nbdkit does
+# not come up.
+start_proxy ()
+{
+  _name=$1; shift
+  _opts=
+  case " $* " in
+    *" -- "*)
+      while [ "$1" != "--" ]; do _opts="$_opts $1"; shift; done
+      shift ;;
+  esac
+  rm -f "$tmpdir/$_name.sock" "$tmpdir/$_name.pid"
+  proxy_exec_nbdkit --exit-with-parent -f -U "$tmpdir/$_name.sock" \
+    -P "$tmpdir/$_name.pid" $_opts "$plugin" "$@" \
+    >"$tmpdir/$_name.log" 2>&1 &
+  proxy_pid=$!
+  add_pid $proxy_pid
+  eval "_proxy_pid_$_name=$proxy_pid"
+  wait_for_socket "$tmpdir/$_name.sock" $proxy_pid "$tmpdir/$_name.pid" ||
+    _server_failed "nbdkit nbd-proxy $*" "$tmpdir/$_name.log"
+}
+
+proxy_uri ()
+{
+  echo "nbd+unix:///${2:-}?socket=$tmpdir/$1.sock"
+}
+
+# stop_proxy NAME: SIGTERM, wait; a TAP line saying whether nbdkit (and
+# valgrind, or the sanitizers) exited cleanly.
+stop_proxy ()
+{
+  eval "_p=\$_proxy_pid_$1"
+  kill -TERM "$_p" 2>/dev/null
+  wait "$_p"
+  _st=$?
+  if [ $_st -eq 0 ]; then
+    tap_result "ok" "proxy $1 exits cleanly"
+  else
+    tap_result "not ok" "proxy $1 exits cleanly (status $_st)"
+    sed 's/^/# /' "$tmpdir/$1.log" | tail -n 40
+  fi
+}
+
+# check NAME COMMAND...: a TAP line for the command's success.
+check ()
+{
+  _desc=$1; shift
+  if "$@" >"$tmpdir/check.out" 2>&1; then
+    tap_result "ok" "$_desc"
+  else
+    tap_result "not ok" "$_desc"
+    sed 's/^/# /' "$tmpdir/check.out" | tail -n 20
+  fi
+}
+
+# same NAME A B: a TAP line for two strings being equal.
+same ()
+{
+  if [ "$2" = "$3" ]; then
+    tap_result "ok" "$1"
+  else
+    tap_result "not ok" "$1"
+    echo "# got:      $2" | head -n 20
+    echo "# expected: $3" | head -n 20
+  fi
+}
+
+# checksum URI: md5 of the whole export, read by nbdcopy.
+checksum ()
+{
+  nbdcopy "$1" - | md5sum | cut -d' ' -f1
+}

@@ -1,0 +1,14 @@
+# tests/plugin.mk: the nbd-proxy nbdkit plugin against real servers and
+# clients (see tests/Makefile.am).  Each script skips when the plugin was
+# not built, or when a peer tool is missing; a check that needs a libnbdc
+# call the plugin was built without (see "has_*" in --dump-plugin) skips
+# until that call lands.  plugin-functions.sh starts nbdkit with the plugin
+# under valgrind or with the sanitizer runtime in those passes.
+
+PLUGIN_TESTS = \
+	plugin-config.sh \
+	plugin-read.sh \
+	$(NULL)
+
+TESTS += $(PLUGIN_TESTS)
+EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh
