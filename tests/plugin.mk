@@ -8,6 +8,7 @@
 PLUGIN_TESTS = \
 	plugin-config.sh \
 	plugin-read.sh \
+	plugin-info.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
