@@ -9,6 +9,7 @@ PLUGIN_TESTS = \
 	plugin-config.sh \
 	plugin-read.sh \
 	plugin-info.sh \
+	plugin-errors.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
