@@ -10,6 +10,8 @@ PLUGIN_TESTS = \
 	plugin-read.sh \
 	plugin-info.sh \
 	plugin-errors.sh \
+	plugin-filters.sh \
+	plugin-death.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
