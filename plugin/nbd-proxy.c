@@ -158,9 +158,6 @@ flag_answer (int r, const char *what)
 static int
 proxy_can_write (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_PWRITE
-  return 0;                   /* not in libnbdc yet */
-#endif
   int r = nbd_is_read_only (INFO (handle));
 
   return r == -1 ? info_failed ("can_write") : !r;
@@ -169,9 +166,6 @@ proxy_can_write (void *handle)
 static int
 proxy_can_flush (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_FLUSH
-  return 0;                   /* not in libnbdc yet */
-#endif
   return flag_answer (nbd_can_flush (INFO (handle)), "can_flush");
 }
 
@@ -184,27 +178,18 @@ proxy_is_rotational (void *handle)
 static int
 proxy_can_trim (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_TRIM
-  return 0;                   /* not in libnbdc yet */
-#endif
   return flag_answer (nbd_can_trim (INFO (handle)), "can_trim");
 }
 
 static int
 proxy_can_zero (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_ZERO
-  return 0;                   /* not in libnbdc yet */
-#endif
   return flag_answer (nbd_can_zero (INFO (handle)), "can_zero");
 }
 
 static int
 proxy_can_fast_zero (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_ZERO
-  return 0;                   /* not in libnbdc yet */
-#endif
   return flag_answer (nbd_can_fast_zero (INFO (handle)), "can_fast_zero");
 }
 
@@ -227,9 +212,6 @@ proxy_can_multi_conn (void *handle)
 static int
 proxy_can_cache (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_CACHE
-  return NBDKIT_CACHE_NONE;                   /* not in libnbdc yet */
-#endif
   int r = nbd_can_cache (INFO (handle));
 
   if (r == -1)
@@ -240,9 +222,6 @@ proxy_can_cache (void *handle)
 static int
 proxy_can_extents (void *handle)
 {
-#ifndef LIBNBD_HAVE_NBD_BLOCK_STATUS
-  return 0;                   /* not in libnbdc yet */
-#endif
   int r = nbd_can_meta_context (INFO (handle),
                                 LIBNBD_CONTEXT_BASE_ALLOCATION);
 
@@ -277,7 +256,6 @@ proxy_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   return r;
 }
 
-#ifdef LIBNBD_HAVE_NBD_PWRITE
 static int
 proxy_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
               uint32_t flags)
@@ -294,9 +272,7 @@ proxy_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
   pool_put (slot);
   return r;
 }
-#endif
 
-#ifdef LIBNBD_HAVE_NBD_FLUSH
 static int
 proxy_flush (void *handle, uint32_t flags)
 {
@@ -311,9 +287,7 @@ proxy_flush (void *handle, uint32_t flags)
   pool_put (slot);
   return r;
 }
-#endif
 
-#ifdef LIBNBD_HAVE_NBD_TRIM
 static int
 proxy_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
@@ -329,9 +303,7 @@ proxy_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   pool_put (slot);
   return r;
 }
-#endif
 
-#ifdef LIBNBD_HAVE_NBD_ZERO
 static int
 proxy_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
@@ -353,9 +325,7 @@ proxy_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   pool_put (slot);
   return r;
 }
-#endif
 
-#ifdef LIBNBD_HAVE_NBD_CACHE
 static int
 proxy_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
@@ -370,9 +340,7 @@ proxy_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   pool_put (slot);
   return r;
 }
-#endif
 
-#ifdef LIBNBD_HAVE_NBD_BLOCK_STATUS
 /* Each base:allocation descriptor (length, flags) becomes an nbdkit
  * extent; nbdkit drops what lies outside the request.
  */
@@ -416,7 +384,6 @@ proxy_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
   pool_put (slot);
   return r;
 }
-#endif
 
 #define PROXY_CONFIG_HELP \
   "[uri=]URI             Upstream NBD URI (nbd://, nbd+unix://, ...).\n" \
@@ -469,24 +436,12 @@ static struct nbdkit_plugin plugin = {
   .can_extents        = proxy_can_extents,
   .can_cache          = proxy_can_cache,
   .pread              = proxy_pread,
-#ifdef LIBNBD_HAVE_NBD_PWRITE
   .pwrite             = proxy_pwrite,
-#endif
-#ifdef LIBNBD_HAVE_NBD_FLUSH
   .flush              = proxy_flush,
-#endif
-#ifdef LIBNBD_HAVE_NBD_TRIM
   .trim               = proxy_trim,
-#endif
-#ifdef LIBNBD_HAVE_NBD_ZERO
   .zero               = proxy_zero,
-#endif
-#ifdef LIBNBD_HAVE_NBD_CACHE
   .cache              = proxy_cache,
-#endif
-#ifdef LIBNBD_HAVE_NBD_BLOCK_STATUS
   .extents            = proxy_extents,
-#endif
   .errno_is_preserved = 0,
 };
 
