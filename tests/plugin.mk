@@ -12,6 +12,7 @@ PLUGIN_TESTS = \
 	plugin-errors.sh \
 	plugin-filters.sh \
 	plugin-death.sh \
+	plugin-write.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
