@@ -13,6 +13,8 @@ PLUGIN_TESTS = \
 	plugin-filters.sh \
 	plugin-death.sh \
 	plugin-write.sh \
+	plugin-fio.sh \
+	plugin-exports.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
