@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # nbd-proxy: set up, build, run and test, on a fresh Debian machine as root.
 #
-#   ./build.sh run [URI]   build, then read an export with the example client
-#                          (no URI: an embedded nbdkit pattern upstream)
+#   ./build.sh run [URI]   build, then serve URI through the proxy plugin
+#                          on a Unix socket until Ctrl-C (no URI: an
+#                          embedded nbdkit memory upstream)
 #   ./build.sh test        build, run the whole suite (plain, under
 #                          valgrind, then built with
 #                          -fsanitize=address,undefined); ends with
@@ -98,13 +99,67 @@ check () {
   total_skip=$((total_skip + s))
 }
 
+# serve [URI]: nbdkit with the plugin in front of URI (or of an embedded
+# upstream) on a Unix socket; read a little through it; say how to connect;
+# serve until Ctrl-C.
+serve () {
+  local plugin=$top/_build/plugin/.libs/nbd-proxy.so tmp upstream sock
+  local uri proxy_pid up_pid=
+  if [ ! -f "$plugin" ]; then
+    echo "build.sh: the plugin was not built (is nbdkit-plugin-dev installed?)" >&2
+    exit 1
+  fi
+  tmp=$(mktemp -d /tmp/nbd-proxy.XXXXXX)
+  sock=$tmp/nbd-proxy.sock
+  trap 'kill $proxy_pid $up_pid 2>/dev/null; wait; rm -rf "$tmp"; exit 0' \
+    INT TERM
+  if [ $# -eq 0 ]; then
+    # A writable 1 GiB disk in memory with a greeting at its start.
+    upstream="nbd+unix:///?socket=$tmp/upstream.sock"
+    nbdkit --exit-with-parent -f -U "$tmp/upstream.sock" \
+      -P "$tmp/upstream.pid" data data='"Hello from nbd-proxy!" 10' \
+      size=1G &
+    up_pid=$!
+    while [ ! -s "$tmp/upstream.pid" ]; do sleep 0.1; done
+    echo "upstream: nbdkit data (1 GiB, in memory) at $upstream"
+  else
+    upstream=$1
+    echo "upstream: $upstream"
+  fi
+  nbdkit --exit-with-parent -f -U "$sock" -P "$tmp/proxy.pid" \
+    "$plugin" uri="$upstream" &
+  proxy_pid=$!
+  while [ ! -s "$tmp/proxy.pid" ]; do
+    kill -0 $proxy_pid 2>/dev/null || { rm -rf "$tmp"; exit 1; }
+    sleep 0.1
+  done
+  uri="nbd+unix:///?socket=$sock"
+  echo "nbd-proxy serves it at $uri"
+  echo "the first 64 bytes, read through the proxy by examples/nbdc-cat:"
+  "$top/_build/examples/nbdc-cat" -o /dev/fd/3 "$uri" 3>&1 >/dev/null \
+    2>&1 | head -c 64 | od -A d -c | sed 's/^/  /'
+  cat <<EOT
+
+Connect to it with, for example:
+  nbdinfo '$uri'
+  qemu-img info '$uri'
+  qemu-system-x86_64 -m 1G -drive file='$uri',format=raw,if=virtio
+  nbdkit ... nbd-proxy: see docs/nbdkit-nbd-proxy-plugin.1
+Serving until Ctrl-C.
+EOT
+  wait $proxy_pid
+  kill $up_pid 2>/dev/null
+  wait
+  rm -rf "$tmp"
+}
+
 cmd=${1:-}
 case "$cmd" in
   run)
     install_packages "${run_packages[@]}"
     build _build
     shift
-    exec _build/examples/nbdc-cat "$@"
+    serve "$@"
     ;;
   test)
     install_packages "${test_packages[@]}"
