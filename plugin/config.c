@@ -601,6 +601,18 @@ upstream_close (struct nbd_handle *nbd)
   nbd_close (nbd);
 }
 
+/* The handshake may run to its end within one call when the server is
+ * quick: a server that refused export "" was there all the same.  (With
+ * opt mode in libnbdc the probe can stop before asking for any export.)
+ */
+static int
+server_answered (void)
+{
+  const char *message = nbd_get_error ();
+
+  return message && strstr (message, "server refused export") ? 0 : -1;
+}
+
 /* Dynamic mode has no export to ask for at start-up: start connecting
  * and stop once the server talks (the handshake began).  0 if it did.
  */
@@ -631,15 +643,17 @@ upstream_reach (struct nbd_handle *nbd)
   default:
     return upstream_connect_once (nbd, "");
   }
+  if (r == -1)
+    return server_answered ();
   while (r == 0) {
     const char *state = nbd_connection_state (nbd);
 
     if (nbd_aio_is_dead (nbd))
-      return -1;
+      return server_answered ();
     if (state && strncmp (state, "CONNECT", 7) != 0)
       return 0;
     if (nbd_poll (nbd, 1000) == -1)
-      return -1;
+      return server_answered ();
   }
   return -1;
 }
