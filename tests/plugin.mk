@@ -18,4 +18,4 @@ PLUGIN_TESTS = \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
-EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh
+EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh plugin-valgrind.supp
