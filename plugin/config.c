@@ -601,6 +601,7 @@ upstream_close (struct nbd_handle *nbd)
   nbd_close (nbd);
 }
 
+#ifndef LIBNBD_HAVE_NBD_SET_OPT_MODE
 /* The handshake may run to its end within one call when the server is
  * quick: a server that refused export "" was there all the same.  (With
  * opt mode in libnbdc the probe can stop before asking for any export.)
@@ -657,6 +658,7 @@ upstream_reach (struct nbd_handle *nbd)
   }
   return -1;
 }
+#endif
 
 /* At start-up: is the upstream there?  One clear line if not. */
 int
@@ -684,7 +686,14 @@ upstream_probe (void)
       free (message);
       return -1;
     }
+#ifdef LIBNBD_HAVE_NBD_SET_OPT_MODE
+    /* Opt mode: connect, stop before asking for an export, abort. */
+    if (upstream_prepare (nbd, "") == 0 && nbd_set_opt_mode (nbd, true) == 0 &&
+        upstream_connect_once (nbd, "") == 0) {
+      nbd_opt_abort (nbd);
+#else
     if (upstream_prepare (nbd, "") == 0 && upstream_reach (nbd) == 0) {
+#endif
       nbd_close (nbd);
       free (message);
       return 0;
