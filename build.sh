@@ -136,8 +136,11 @@ serve () {
   uri="nbd+unix:///?socket=$sock"
   echo "nbd-proxy serves it at $uri"
   echo "the first 64 bytes, read through the proxy by examples/nbdc-cat:"
-  "$top/_build/examples/nbdc-cat" -o /dev/fd/3 "$uri" 3>&1 >/dev/null \
-    2>&1 | head -c 64 | od -A d -c | sed 's/^/  /'
+  # nbdc-cat reads whole exports: a second nbdkit cuts this one to 64
+  # bytes (--filter=truncate over the plugin again) for it.
+  nbdkit -U - --filter=truncate "$plugin" uri="$uri" truncate=64 \
+    --run "'$top/_build/examples/nbdc-cat' -o '$tmp/first' \"\$uri\"" \
+    >/dev/null && od -A d -c "$tmp/first" | sed 's/^/  /'
   cat <<EOT
 
 Connect to it with, for example:
