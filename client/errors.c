@@ -18,6 +18,7 @@ struct last_error {
 
 static pthread_key_t error_key;
 static pthread_once_t error_key_once = PTHREAD_ONCE_INIT;
+static bool error_key_made;
 
 static void
 free_last_error (void *p)
@@ -33,7 +34,22 @@ free_last_error (void *p)
 static void
 make_error_key (void)
 {
-  pthread_key_create (&error_key, free_last_error);
+  error_key_made = pthread_key_create (&error_key, free_last_error) == 0;
+}
+
+/* When the library is unloaded (a plugin dlclosed by nbdkit, say) the key
+ * must go with it: a thread exiting later would otherwise run a destructor
+ * that is no longer mapped.  The errors of threads still alive are lost.
+ */
+static void __attribute__ ((__destructor__))
+delete_error_key (void)
+{
+  if (error_key_made) {
+    free_last_error (pthread_getspecific (error_key));
+    pthread_setspecific (error_key, NULL);
+    pthread_key_delete (error_key);
+    error_key_made = false;
+  }
 }
 
 static struct last_error *
