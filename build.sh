@@ -20,7 +20,7 @@ run_packages=(autoconf automake libtool pkg-config gcc make
               libgnutls28-dev nbdkit nbdkit-plugin-dev)
 test_packages=("${run_packages[@]}" libnbd-dev libnbd-bin qemu-utils
                nbd-server gnutls-bin valgrind clang libclang-rt-14-dev
-               gcovr fio)
+               gcovr fio libglib2.0-dev)
 
 install_packages () {
   local missing=() p
