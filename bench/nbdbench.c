@@ -1,13 +1,15 @@
-/* nbdbench: read throughput, latency and client CPU cost of an NBD client
- * library.
+/* nbdbench: read and write throughput, latency and client CPU cost of an
+ * NBD client library.
  * Copyright (c) 2026, the nbd-proxy authors.  BSD-3-Clause.
  *
  * Written to the libnbd API only, so the same source builds against libnbd
- * (bench-libnbd) and against libnbdc (bench-nbdc).  It keeps QD reads in
- * flight on one handle, driven by its own poll(2) loop through
- * nbd_aio_get_fd, nbd_aio_get_direction and nbd_aio_notify_read/write, the
- * way a host event loop embeds the library.  Data is checked against
- * "nbdkit pattern" (each 8-byte big-endian word holds its own offset).
+ * (bench-libnbd) and against libnbdc (bench-nbdc).  It keeps QD reads (or
+ * writes, --op=write) in flight on one handle, driven by its own poll(2)
+ * loop through nbd_aio_get_fd, nbd_aio_get_direction and
+ * nbd_aio_notify_read/write, the way a host event loop embeds the library.
+ * Data is checked against "nbdkit pattern" (each 8-byte big-endian word
+ * holds its own offset); writes put that pattern on a writable export
+ * (nbdkit memory) and --verify reads each write back.
  *
  * Output: one line of key=value pairs; see bench/README.md.
  */
@@ -56,18 +58,20 @@ struct options {
   double warmup;
   enum check check;
   bool structured;
+  bool write;                   /* --op=write */
   bool initialize;
   uint64_t seed;
 };
 
 struct bench;
 
-/* One buffer, and the read that fills it. */
+/* One buffer, and the read that fills it or the write that sends it. */
 struct slot {
   struct bench *bench;
   char *buf;
   uint64_t offset;
   uint64_t issued_ns;
+  bool reading_back;            /* --op=write --verify: the second half */
 };
 
 struct bench {
@@ -80,6 +84,8 @@ struct bench {
   struct slot *slots;
   struct slot **free_slots;     /* stack of idle slots */
   unsigned nr_free;
+  struct slot **read_back;      /* written, to read back (--verify) */
+  unsigned nr_read_back;
 
   enum phase phase;
   uint64_t issued_bytes;        /* issued in the timed phase */
@@ -204,13 +210,14 @@ report_bad_data (struct bench *b, uint64_t offset, const char *what)
 }
 
 static void
-report_io_error (struct bench *b, uint64_t offset, int error)
+report_io_error (struct bench *b, uint64_t offset, int error,
+                 const char *what)
 {
   b->io_errors++;
   if (!b->reported) {
     b->reported = true;
-    fprintf (stderr, "nbdbench: read at offset %" PRIu64 " failed: %s\n",
-             offset, strerror (error));
+    fprintf (stderr, "nbdbench: %s at offset %" PRIu64 " failed: %s\n",
+             what, offset, strerror (error));
   }
 }
 
@@ -255,7 +262,8 @@ read_complete (void *user_data, int *error)
   uint64_t bad;
 
   if (*error != 0)
-    report_io_error (b, slot->offset, *error);
+    report_io_error (b, slot->offset, *error,
+                     slot->reading_back ? "read back" : "read");
   else if (b->opt.check == CHECK_FULL) {
     if (!pattern_check (slot->buf, b->opt.block_size, slot->offset, &bad))
       report_bad_data (b, bad, "read");
@@ -266,13 +274,40 @@ read_complete (void *user_data, int *error)
       report_bad_data (b, bad, "read");
   }
 
+  /* A read back completes a write that was counted already. */
+  if (b->phase != PHASE_WARMUP && !slot->reading_back) {
+    b->ops++;
+    b->bytes += b->opt.block_size;
+    b->latency_ns += now_ns () - slot->issued_ns;
+  }
+  slot->reading_back = false;
+  b->free_slots[b->nr_free++] = slot;
+  return 1;                     /* retire the command */
+}
+
+static int
+write_complete (void *user_data, int *error)
+{
+  struct slot *slot = user_data;
+  struct bench *b = slot->bench;
+
+  if (*error != 0)
+    report_io_error (b, slot->offset, *error, "write");
   if (b->phase != PHASE_WARMUP) {
     b->ops++;
     b->bytes += b->opt.block_size;
     b->latency_ns += now_ns () - slot->issued_ns;
   }
-  b->free_slots[b->nr_free++] = slot;
-  return 1;                     /* retire the command */
+  if (b->opt.check == CHECK_FULL && *error == 0) {
+    /* Read it back (issued from the main loop: a callback must not call
+     * into the handle).
+     */
+    slot->reading_back = true;
+    b->read_back[b->nr_read_back++] = slot;
+  }
+  else
+    b->free_slots[b->nr_free++] = slot;
+  return 1;
 }
 
 static uint64_t
@@ -297,16 +332,32 @@ die_nbd (void)
   exit (EXIT_FAILURE);
 }
 
+/* Fill BUF with the pattern at OFFSET. */
 static void
-issue_read (struct bench *b)
+pattern_fill (char *buf, size_t count, uint64_t offset)
 {
-  struct slot *slot = b->free_slots[--b->nr_free];
+  size_t i = 0;
+
+  for (; i < count && ((offset + i) & 7) != 0; i++)
+    buf[i] = pattern_byte (offset + i);
+  for (; i + 8 <= count; i += 8) {
+    uint64_t word = htobe64 (offset + i);
+
+    memcpy (buf + i, &word, 8);
+  }
+  for (; i < count; i++)
+    buf[i] = pattern_byte (offset + i);
+}
+
+/* Read into SLOT at its offset. */
+static void
+issue_read_into (struct bench *b, struct slot *slot)
+{
   nbd_completion_callback complete = {
     .callback = read_complete, .user_data = slot,
   };
   int64_t cookie;
 
-  slot->offset = next_offset (b);
   if (b->opt.check == CHECK_FULL)
     memset (slot->buf, 0xff, b->opt.block_size);
   slot->issued_ns = now_ns ();
@@ -322,6 +373,38 @@ issue_read (struct bench *b)
                             slot->offset, complete, 0);
   if (cookie == -1)
     die_nbd ();
+}
+
+/* Write SLOT's buffer at its offset.  Only --verify writes the pattern
+ * for each offset (and reads it back); timed runs send the buffer as it
+ * is, so the cost measured is the library's, not the pattern's.
+ */
+static void
+issue_write_from (struct bench *b, struct slot *slot)
+{
+  nbd_completion_callback complete = {
+    .callback = write_complete, .user_data = slot,
+  };
+
+  if (b->opt.check == CHECK_FULL)
+    pattern_fill (slot->buf, b->opt.block_size, slot->offset);
+  slot->issued_ns = now_ns ();
+  if (nbd_aio_pwrite (b->nbd, slot->buf, b->opt.block_size, slot->offset,
+                      complete, 0) == -1)
+    die_nbd ();
+}
+
+static void
+issue_one (struct bench *b)
+{
+  struct slot *slot = b->free_slots[--b->nr_free];
+
+  slot->offset = next_offset (b);
+  slot->reading_back = false;
+  if (b->opt.write)
+    issue_write_from (b, slot);
+  else
+    issue_read_into (b, slot);
   if (b->phase == PHASE_TIMED)
     b->issued_bytes += b->opt.block_size;
 }
@@ -384,10 +467,12 @@ usage (FILE *fp, int status)
 {
   fprintf (fp,
 "Usage: nbdbench [OPTIONS] URI\n"
-"Random or sequential reads from an NBD export, QD commands in flight.\n"
+"Random or sequential reads from (or writes to) an NBD export, QD\n"
+"commands in flight.\n"
 "\n"
-"  -b, --block-size=SIZE   bytes per read (default 4096; k/m/g suffixes)\n"
-"  -q, --queue-depth=N     reads in flight (default 1)\n"
+"  -o, --op=OP             read (default) or write\n"
+"  -b, --block-size=SIZE   bytes per command (default 4096; k/m/g)\n"
+"  -q, --queue-depth=N     commands in flight (default 1)\n"
 "  -p, --pattern=P         random (default) or sequential; aligned to SIZE\n"
 "  -t, --seconds=S         timed phase length (default 3, or none with -n)\n"
 "  -n, --bytes=TOTAL       stop after reading TOTAL bytes (k/m/g suffixes)\n"
@@ -395,7 +480,8 @@ usage (FILE *fp, int status)
 "      --verify            same as --check=full\n"
 "      --check=C           none, spot (default: first and last word of\n"
 "                          every read) or full (every byte, and every\n"
-"                          chunk; buffers are poisoned before each read)\n"
+"                          chunk; buffers are poisoned before each read;\n"
+"                          writes send the pattern and are read back)\n"
 "      --api=A             structured (default: nbd_aio_pread_structured)\n"
 "                          or pread (nbd_aio_pread)\n"
 "      --initialize        keep the library's pread buffer initialization\n"
@@ -404,7 +490,8 @@ usage (FILE *fp, int status)
 "  -h, --help\n"
 "\n"
 "The data is checked against nbdkit pattern: each 8-byte big-endian\n"
-"word holds its own offset.  Prints one line of key=value results.\n");
+"word holds its own offset; writes need a writable export (nbdkit\n"
+"memory).  Prints one line of key=value results.\n");
   exit (status);
 }
 
@@ -456,6 +543,7 @@ parse_options (int argc, char *argv[], struct options *opt)
 {
   enum { OPT_VERIFY = 256, OPT_CHECK, OPT_API, OPT_INITIALIZE, OPT_SEED };
   static const struct option long_options[] = {
+    { "op",          required_argument, NULL, 'o' },
     { "block-size",  required_argument, NULL, 'b' },
     { "queue-depth", required_argument, NULL, 'q' },
     { "pattern",     required_argument, NULL, 'p' },
@@ -479,9 +567,17 @@ parse_options (int argc, char *argv[], struct options *opt)
     .warmup = 1, .check = CHECK_SPOT, .structured = true, .seed = 1,
   };
 
-  while ((c = getopt_long (argc, argv, "b:q:p:t:n:w:h", long_options,
+  while ((c = getopt_long (argc, argv, "o:b:q:p:t:n:w:h", long_options,
                            NULL)) != -1) {
     switch (c) {
+    case 'o':
+      if (strcmp (optarg, "read") == 0)
+        opt->write = false;
+      else if (strcmp (optarg, "write") == 0)
+        opt->write = true;
+      else
+        usage (stderr, EXIT_FAILURE);
+      break;
     case 'b':
       opt->block_size = parse_size ("block size", optarg);
       if (opt->block_size == 0 || opt->block_size > 64 * 1024 * 1024) {
@@ -604,7 +700,8 @@ main (int argc, char *argv[])
 
   b.slots = calloc (b.opt.queue_depth, sizeof *b.slots);
   b.free_slots = calloc (b.opt.queue_depth, sizeof *b.free_slots);
-  if (b.slots == NULL || b.free_slots == NULL) {
+  b.read_back = calloc (b.opt.queue_depth, sizeof *b.read_back);
+  if (b.slots == NULL || b.free_slots == NULL || b.read_back == NULL) {
     perror ("calloc");
     exit (EXIT_FAILURE);
   }
@@ -619,8 +716,10 @@ main (int argc, char *argv[])
     }
     b.slots[i].bench = &b;
     b.slots[i].buf = buf;
-    /* Touch the pages now, not in the timed phase. */
-    memset (b.slots[i].buf, 0, b.opt.block_size);
+    /* Touch the pages now, not in the timed phase.  What timed writes
+     * send: not zeroes, which a server might store as holes.
+     */
+    memset (b.slots[i].buf, b.opt.write ? 0x5a : 0, b.opt.block_size);
     b.free_slots[b.nr_free++] = &b.slots[b.opt.queue_depth - 1 - i];
   }
 
@@ -640,11 +739,13 @@ main (int argc, char *argv[])
          (b.opt.total_bytes > 0 && b.issued_bytes >= b.opt.total_bytes)))
       b.phase = PHASE_DRAIN;
 
+    while (b.nr_read_back > 0)
+      issue_read_into (&b, b.read_back[--b.nr_read_back]);
     if (b.phase != PHASE_DRAIN) {
       while (b.nr_free > 0 &&
              (b.opt.total_bytes == 0 || b.phase == PHASE_WARMUP ||
               b.issued_bytes < b.opt.total_bytes))
-        issue_read (&b);
+        issue_one (&b);
     }
     else if (b.nr_free == b.opt.queue_depth)
       break;
@@ -669,22 +770,24 @@ main (int argc, char *argv[])
     die_nbd ();
 
   if (b.io_errors > 0 || b.bad_data > 0) {
-    fprintf (stderr, "nbdbench: %" PRIu64 " failed reads, %" PRIu64
+    fprintf (stderr, "nbdbench: %" PRIu64 " failed commands, %" PRIu64
              " bad data\n", b.io_errors, b.bad_data);
     exit (EXIT_FAILURE);
   }
   if (b.ops == 0) {
-    fprintf (stderr, "nbdbench: no reads completed in the timed phase\n");
+    fprintf (stderr, "nbdbench: no %s completed in the timed phase\n",
+             b.opt.write ? "writes" : "reads");
     exit (EXIT_FAILURE);
   }
 
   elapsed_ns = end_ns - start_ns;
   seconds = elapsed_ns / 1e9;
   mib = b.bytes / (1024.0 * 1024.0);
-  printf ("lib=%s version=%s api=%s bs=%" PRIu64 " qd=%u pattern=%s "
+  printf ("lib=%s version=%s op=%s api=%s bs=%" PRIu64 " qd=%u pattern=%s "
           "check=%s seconds=%.3f ops=%" PRIu64 " MiB/s=%.1f IOPS=%.0f "
           "usec/op=%.2f lat_usec=%.2f cpu_usec/op=%.2f\n",
           LIBRARY_NAME, nbd_get_version (b.nbd),
+          b.opt.write ? "write" : "read",
           b.opt.structured ? "structured" : "pread",
           b.opt.block_size, b.opt.queue_depth,
           b.opt.random ? "random" : "sequential",
@@ -699,5 +802,6 @@ main (int argc, char *argv[])
     free (b.slots[i].buf);
   free (b.slots);
   free (b.free_slots);
+  free (b.read_back);
   return EXIT_SUCCESS;
 }
