@@ -157,3 +157,19 @@ api_threads_libnbd_SOURCES = api-threads.c api-tap.h
 api_threads_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_threads_libnbd_LDADD = $(LIBNBD_LIBS)
 endif
+
+# Data integrity: threads with aio and blocking commands on one handle,
+# checked against a model of the disk; 4 MiB writes into a full socket.
+TESTS += api-integrity.sh
+EXTRA_DIST += api-integrity.sh api-integrity-libnbd.sh
+check_PROGRAMS += api-integrity-nbdc
+api_integrity_nbdc_SOURCES = api-integrity.c api-tap.h
+api_integrity_nbdc_LDFLAGS = -no-install
+api_integrity_nbdc_LDADD = $(NBDC_LIBS)
+if HAVE_LIBNBD
+TESTS += api-integrity-libnbd.sh
+check_PROGRAMS += api-integrity-libnbd
+api_integrity_libnbd_SOURCES = api-integrity.c api-tap.h
+api_integrity_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_integrity_libnbd_LDADD = $(LIBNBD_LIBS)
+endif
