@@ -601,65 +601,6 @@ upstream_close (struct nbd_handle *nbd)
   nbd_close (nbd);
 }
 
-#ifndef LIBNBD_HAVE_NBD_SET_OPT_MODE
-/* The handshake may run to its end within one call when the server is
- * quick: a server that refused export "" was there all the same.  (With
- * opt mode in libnbdc the probe can stop before asking for any export.)
- */
-static int
-server_answered (void)
-{
-  const char *message = nbd_get_error ();
-
-  return message && strstr (message, "server refused export") ? 0 : -1;
-}
-
-/* Dynamic mode has no export to ask for at start-up: start connecting
- * and stop once the server talks (the handshake began).  0 if it did.
- */
-static int
-upstream_reach (struct nbd_handle *nbd)
-{
-  char *uri;
-  int r;
-
-  switch (config.mode) {
-  case MODE_URI:
-    uri = uri_with_export (config.uri, "");
-    if (uri == NULL)
-      return -1;
-    r = nbd_aio_connect_uri (nbd, uri);
-    free (uri);
-    break;
-  case MODE_UNIX:
-    r = nbd_aio_connect_unix (nbd, config.socket);
-    break;
-  case MODE_TCP:
-    r = nbd_aio_connect_tcp (nbd, config.hostname,
-                             config.port ? config.port : "10809");
-    break;
-  case MODE_VSOCK:
-    r = nbd_aio_connect_vsock (nbd, config.vsock_cid, config.vsock_port);
-    break;
-  default:
-    return upstream_connect_once (nbd, "");
-  }
-  if (r == -1)
-    return server_answered ();
-  while (r == 0) {
-    const char *state = nbd_connection_state (nbd);
-
-    if (nbd_aio_is_dead (nbd))
-      return server_answered ();
-    if (state && strncmp (state, "CONNECT", 7) != 0)
-      return 0;
-    if (nbd_poll (nbd, 1000) == -1)
-      return server_answered ();
-  }
-  return -1;
-}
-#endif
-
 /* At start-up: is the upstream there?  One clear line if not. */
 int
 upstream_probe (void)
@@ -686,14 +627,10 @@ upstream_probe (void)
       free (message);
       return -1;
     }
-#ifdef LIBNBD_HAVE_NBD_SET_OPT_MODE
     /* Opt mode: connect, stop before asking for an export, abort. */
     if (upstream_prepare (nbd, "") == 0 && nbd_set_opt_mode (nbd, true) == 0 &&
         upstream_connect_once (nbd, "") == 0) {
       nbd_opt_abort (nbd);
-#else
-    if (upstream_prepare (nbd, "") == 0 && upstream_reach (nbd) == 0) {
-#endif
       nbd_close (nbd);
       free (message);
       return 0;
@@ -708,7 +645,6 @@ upstream_probe (void)
   return -1;
 }
 
-#ifdef LIBNBD_HAVE_NBD_OPT_LIST
 static int
 list_one (void *user_data, const char *name, const char *description)
 {
@@ -718,13 +654,11 @@ list_one (void *user_data, const char *name, const char *description)
                             description && *description ? description
                             : NULL);
 }
-#endif
 
 /* The upstream's export list (dynamic mode), or the configured export. */
 int
 upstream_list_exports (struct nbdkit_exports *exports)
 {
-#ifdef LIBNBD_HAVE_NBD_OPT_LIST
   struct nbd_handle *nbd;
   int r = -1;
 
@@ -747,7 +681,4 @@ upstream_list_exports (struct nbdkit_exports *exports)
     nbd_opt_abort (nbd);
   nbd_close (nbd);
   return r;
-#else
-  return nbdkit_use_default_export (exports);
-#endif
 }

@@ -39,11 +39,7 @@ proxy_dump_plugin (void)
 #ifdef LIBNBD_HAVE_NBD_CONNECT_VSOCK
   printf ("libnbdc_vsock=1\n");
 #endif
-#ifdef LIBNBD_HAVE_NBD_OPT_LIST
   printf ("libnbdc_dynamic_list=1\n");
-#else
-  printf ("libnbdc_dynamic_list=0\n");
-#endif
   printf ("nbd_proxy_connections_default=%d\n", PROXY_CONNECTIONS_DEFAULT);
   proxy_dump_keys ();
 }
