@@ -104,6 +104,21 @@ server_string (struct nbd_handle *h, const char *p, size_t len,
   return s;
 }
 
+/* An NBD_REP_META_CONTEXT reply to option: a context id (4 bytes) and a
+ * name.  Returns the name, or NULL with the handle dead.
+ */
+static char *
+context_name (struct nbd_handle *h, uint32_t type, const char *data,
+              uint32_t len, const char *option)
+{
+  if (type != NBD_REP_META_CONTEXT || len < 4) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " of %" PRIu32 " bytes to %s", type, len, option);
+    return NULL;
+  }
+  return server_string (h, data + 4, len - 4, "meta context name");
+}
+
 /* Forget what a previous handshake learned (also at nbd_close). */
 void
 free_negotiated (struct nbd_handle *h)
@@ -437,14 +452,7 @@ reply_set_meta_context (struct nbd_handle *h, uint32_t type,
     free_negotiated (h);
     return send_go (h);
   }
-  /* A context id (4) and a name. */
-  if (type != NBD_REP_META_CONTEXT || len < 4) {
-    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
-              " of %" PRIu32 " bytes to NBD_OPT_SET_META_CONTEXT", type,
-              len);
-    return -1;
-  }
-  name = server_string (h, data + 4, len - 4, "meta context name");
+  name = context_name (h, type, data, len, "NBD_OPT_SET_META_CONTEXT");
   if (name == NULL)
     return -1;
   if (h->nr_meta >= MAX_META_CONTEXTS ||
@@ -707,13 +715,7 @@ reply_list_meta_context (struct nbd_handle *h, uint32_t type,
     free (msg);
     return 0;
   }
-  if (type != NBD_REP_META_CONTEXT || len < 4) {
-    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
-              " of %" PRIu32 " bytes to NBD_OPT_LIST_META_CONTEXT", type,
-              len);
-    return -1;
-  }
-  name = server_string (h, data + 4, len - 4, "meta context name");
+  name = context_name (h, type, data, len, "NBD_OPT_LIST_META_CONTEXT");
   if (name == NULL)
     return -1;
   if (h->opt_context.callback)
