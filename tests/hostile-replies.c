@@ -2203,7 +2203,7 @@ run (const char *server, const struct expectation *e)
   struct poll_log connect_log = { 0 };
   char *argv[4];
   char *connect_message = NULL;
-  char name[128];
+  char name[256];
   const char *problem;
   bool connected, hung;
   pid_t server_pid = 0;
