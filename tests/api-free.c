@@ -634,16 +634,17 @@ test_close_writes (void)
 
   if (nbd_connect_command (h, argv) == -1)
     tap_bail ("nbd_connect_command nbdkit --filter=delay memory");
-  for (int c = 0; c < NR_COMMANDS; c++)
-    if (c != BLOCK_STATUS && c != CACHE)
-      issue (h, c, 4096, 0, &co[c], &ex[c]);
+  /* The delay filter holds these three (it cannot delay a flush). */
+  static const enum command held[] = { PWRITE, TRIM, ZERO };
+
+  for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
+    issue (h, held[i], 4096, 0, &co[held[i]], &ex[held[i]]);
   nbd_poll (h, 0);
   nbd_close (h);
-  for (int c = 0; c < NR_COMMANDS; c++)
-    if (c != BLOCK_STATUS && c != CACHE &&
-        (co[c].frees != 1 || co[c].calls != 0))
+  for (size_t i = 0; i < sizeof held / sizeof held[0]; i++)
+    if (co[held[i]].frees != 1 || co[held[i]].calls != 0)
       ok = false;
-  tap_ok (ok, "close: write, flush, trim, zero in flight: each .free once, "
+  tap_ok (ok, "close: write, trim, zero in flight: each .free once, "
           "no completion");
 }
 
