@@ -339,11 +339,16 @@ test_aio_disconnect (void)
           "nbd_shutdown(3) after nbd_aio_disconnect with reads: 0");
   tap_ok (nbd_aio_is_closed (h) == 1 && nbd_aio_in_flight (h) == 0,
           "then closed, nothing in flight");
+  /* nbdkit may fail a request it reads together with NBD_CMD_DISC with
+   * ESHUTDOWN (it does, now and then, with either library); the read
+   * must still have finished, one way or the other.
+   */
   for (i = 0; i < 3; i++) {
     r = nbd_aio_command_completed (h, cookies[i]);
-    if (!tap_ok (r == 1 && pattern_mismatch (buf[i], 512, 512 * i) == -1,
-                 "the read before NBD_CMD_DISC %d completed: 1, pattern",
-                 i))
+    if (!tap_ok ((r == 1 && pattern_mismatch (buf[i], 512, 512 * i) == -1) ||
+                 (r == -1 && nbd_get_errno () == ESHUTDOWN),
+                 "the read before NBD_CMD_DISC %d completed: 1 with the "
+                 "pattern, or -1 ESHUTDOWN from nbdkit", i))
       tap_diag ("got %d", r);
   }
   nbd_close (h);
