@@ -55,7 +55,7 @@ build () {
   fi
   mkdir -p "$dir"
   packages_stamp >"$dir/packages.new"
-  if [ ! -f "$dir/Makefile" ]; then
+  if [ ! -f "$dir/Makefile" ] || [ ! -x "$dir/config.status" ]; then
     (cd "$dir" && ../configure --enable-werror "$@")
   elif ! cmp -s "$dir/packages.new" "$dir/packages.stamp"; then
     echo "build.sh: packages changed since $dir was configured: reconfiguring"
