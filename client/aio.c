@@ -99,6 +99,16 @@ check_ready (struct nbd_handle *h)
   return -1;
 }
 
+/* Commands that change the export: refused on a read-only one, and
+ * ENOSPC past its end.
+ */
+static bool
+changes_data (uint16_t type)
+{
+  return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+    type == NBD_CMD_WRITE_ZEROES;
+}
+
 /* The commands a server may refuse to support (nbd_set_strict_mode(3),
  * LIBNBD_STRICT_COMMANDS): refused locally with libnbd's errno.
  */
@@ -134,8 +144,7 @@ check_capability (struct nbd_handle *h, uint16_t type, uint32_t flags)
     break;
   }
   if (what == NULL && (h->eflags & NBD_FLAG_READ_ONLY) &&
-      (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
-       type == NBD_CMD_WRITE_ZEROES)) {
+      changes_data (type)) {
     set_error (EPERM, "server does not support write operations");
     return -1;
   }
@@ -163,8 +172,7 @@ check_request (struct nbd_handle *h, uint16_t type, uint32_t flags,
                uint32_t allowed_flags, uint64_t offset, uint64_t count)
 {
   bool payload = type == NBD_CMD_READ || type == NBD_CMD_WRITE;
-  bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
-    type == NBD_CMD_WRITE_ZEROES;
+  bool writes = changes_data (type);
   uint64_t end;
 
   if (check_ready (h) == -1)
