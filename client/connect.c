@@ -174,6 +174,8 @@ aio_connect_tcp (struct nbd_handle *h, const char *host, const char *port)
     authority = NULL;
   set_uri (h, "nbd", authority ? authority : "", NULL);
   free (authority);
+  free (h->tls_hostname);
+  h->tls_hostname = strdup (host);      /* checked in the certificate */
   h->next_addr = h->addrinfo;
   h->transport = &plain_transport;
   if (connect_next_address (h, ENXIO) == -1)
@@ -196,7 +198,51 @@ aio_connect_vsock (struct nbd_handle *h, uint32_t cid, uint32_t port)
 #endif
 }
 
-/* Parse an NBD URI (uri.c), take its export name, and connect. */
+/* What the handle lets a URI ask for (nbd_set_uri_allow_tls(3),
+ * nbd_set_uri_allow_transports(3), nbd_set_uri_allow_local_file(3)),
+ * checked in libnbd's order.
+ */
+static int
+uri_permitted (struct nbd_handle *h, const struct nbd_uri *u)
+{
+  static const uint32_t transport_bit[] = {
+    [URI_TCP] = LIBNBD_ALLOW_TRANSPORT_TCP,
+    [URI_UNIX] = LIBNBD_ALLOW_TRANSPORT_UNIX,
+    [URI_VSOCK] = LIBNBD_ALLOW_TRANSPORT_VSOCK,
+  };
+
+  if ((u->tls && h->uri_allow_tls == LIBNBD_TLS_DISABLE) ||
+      (!u->tls && h->uri_allow_tls == LIBNBD_TLS_REQUIRE)) {
+    set_error (EPERM, "URI TLS setting %s is not permitted", u->scheme);
+    return -1;
+  }
+  if (!(h->uri_allow_transports & transport_bit[u->transport])) {
+    set_error (EPERM, "URI transport %s is not permitted", u->scheme);
+    return -1;
+  }
+  if (!h->uri_allow_local_file && (u->tls_certificates || u->tls_psk_file)) {
+    set_error (EPERM, "local file access (%s) is not allowed, call "
+               "nbd_set_uri_allow_local_file to enable this",
+               u->tls_certificates ? "tls-certificates" : "tls-psk-file");
+    return -1;
+  }
+  return 0;
+}
+
+/* Move a string the URI gave into a setting of the handle. */
+static void
+take_string (char **setting, char **from_uri)
+{
+  if (*from_uri) {
+    free (*setting);
+    *setting = *from_uri;
+    *from_uri = NULL;
+  }
+}
+
+/* Parse an NBD URI (uri.c), take its export name and TLS settings (nbds
+ * requires TLS; nbd leaves the setting as it was), and connect.
+ */
 static int
 aio_connect_uri (struct nbd_handle *h, const char *str)
 {
@@ -204,16 +250,14 @@ aio_connect_uri (struct nbd_handle *h, const char *str)
   int r = -1;
 
   CHECK_NOT_NULL (str, -1);
-  if (uri_parse (h, &u, str) == -1)
+  if (uri_parse (h, &u, str) == -1 || uri_permitted (h, &u) == -1)
     goto out;
-  if (u.tls) {
-    set_error (ENOTSUP, "TLS URIs (nbds://...) are not supported by this "
-               "build of libnbdc");
-    goto out;
-  }
-  free (h->export_name);
-  h->export_name = u.export;
-  u.export = NULL;
+  if (u.tls)
+    h->tls = LIBNBD_TLS_REQUIRE;
+  take_string (&h->tls_username, &u.user);
+  take_string (&h->tls_certificates, &u.tls_certificates);
+  take_string (&h->tls_psk_file, &u.tls_psk_file);
+  take_string (&h->export_name, &u.export);
   switch (u.transport) {
   case URI_UNIX:
     r = aio_connect_unix (h, u.socket);

@@ -34,6 +34,9 @@ nbd_create (void)
   h->pread_initialize = true;
   h->handshake_flags = LIBNBD_HANDSHAKE_FLAG_MASK;
   h->strict = LIBNBD_STRICT_MASK;
+  h->tls_verify_peer = true;
+  h->uri_allow_transports = LIBNBD_ALLOW_TRANSPORT_MASK;
+  h->uri_allow_tls = LIBNBD_TLS_ALLOW;
   h->export_name = strdup ("");
   h->inbuf = malloc (INBUF_SIZE);
   h->hash_size = 64;
@@ -103,6 +106,10 @@ nbd_close (struct nbd_handle *h)
   free (h->dead_reason);
   free (h->export_name);
   free (h->hname);
+  free (h->tls_certificates);
+  free (h->tls_username);
+  free (h->tls_psk_file);
+  free (h->tls_hostname);
   pthread_mutex_destroy (&h->lock);
   free (h);
 }
@@ -117,7 +124,7 @@ nbd_get_version (struct nbd_handle *h)
 }
 
 /* Settings that only make sense before connecting. */
-static int
+int
 check_created (struct nbd_handle *h)
 {
   if (h->state != STATE_CREATED) {
@@ -275,7 +282,7 @@ nbd_get_export_name (struct nbd_handle *h)
 }
 
 /* Boolean settings allowed only before connecting. */
-static int
+int
 set_created_bool (struct nbd_handle *h, bool *field, bool value)
 {
   int r;
@@ -474,7 +481,7 @@ nbd_clear_meta_contexts (struct nbd_handle *h)
 int
 nbd_supports_tls (struct nbd_handle *h)
 {
-  return 0;                     /* comes with the TLS transport */
+  return 1;                     /* GnuTLS (crypto.c) */
 }
 
 int

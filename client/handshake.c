@@ -3,6 +3,11 @@
  * GO (with INFO requests) and the EXPORT_NAME fallback.  Each phase runs
  * when its whole input is buffered; nothing here blocks.
  *
+ * TLS (nbd_set_tls(3)): on a fixed newstyle server NBD_OPT_STARTTLS goes
+ * first; after its ACK the TLS handshake runs (crypto.c) and the options
+ * start over inside TLS.  Under LIBNBD_TLS_REQUIRE nothing falls back to
+ * plaintext.
+ *
  * Opt mode (nbd_set_opt_mode(3)): after STRUCTURED_REPLY the handle waits
  * in STATE_NEGOTIATING, and each nbd_opt_* call (opt.c) runs one option
  * here: LIST, LIST_META_CONTEXT, INFO or GO (each after SET_META_CONTEXT
@@ -61,6 +66,7 @@ option_name (uint32_t option)
   case NBD_OPT_LIST_META_CONTEXT: return "NBD_OPT_LIST_META_CONTEXT";
   case NBD_OPT_STRUCTURED_REPLY: return "NBD_OPT_STRUCTURED_REPLY";
   case NBD_OPT_SET_META_CONTEXT: return "NBD_OPT_SET_META_CONTEXT";
+  case NBD_OPT_STARTTLS: return "NBD_OPT_STARTTLS";
   default: return "option";
   }
 }
@@ -377,9 +383,42 @@ greeting (struct nbd_handle *h, const char *p)
   return 0;
 }
 
+/* The text of an error reply: "what: error name[: server's message]". */
+static char *
+refusal (const char *what, uint32_t type, const char *data, uint32_t len)
+{
+  char msg[NBD_MAX_STRING + 1];
+  char *s;
+
+  printable_message (msg, data, len);
+  if (asprintf (&s, "%s: %s%s%s", what, reply_error_name (type),
+                len ? ": " : "", msg) == -1)
+    s = NULL;
+  return s;
+}
+
+/* TLS is required, but the server cannot start it. */
+static int
+tls_unavailable (struct nbd_handle *h, const char *why)
+{
+  set_dead (h, ENOTSUP, "TLS is required, but %s", why);
+  return -1;
+}
+
+/* NBD_OPT_STARTTLS, before any other option (NBD spec "STARTTLS"). */
+static int
+send_starttls (struct nbd_handle *h)
+{
+  h->phase = PHASE_OPT_STARTTLS;
+  return queue_option (h, NBD_OPT_STARTTLS, 0);
+}
+
 static int
 oldstyle (struct nbd_handle *h, const char *p)
 {
+  if (h->tls == LIBNBD_TLS_REQUIRE)
+    return tls_unavailable (h, "the server uses the oldstyle protocol, "
+                            "which has no TLS");
   h->protocol = "oldstyle";
   if (get16 (p + 8) != 0)
     debug (h, "oldstyle server set upper flag bits: ignored");
@@ -401,6 +440,11 @@ gflags (struct nbd_handle *h, const char *p)
   h->protocol = fixed ? "newstyle-fixed" : "newstyle";
   if (queue32 (h, cflags) == -1)
     return -1;
+  if (fixed && h->tls != LIBNBD_TLS_DISABLE)
+    return send_starttls (h);
+  if (h->tls == LIBNBD_TLS_REQUIRE)
+    return tls_unavailable (h, "the server is not fixed newstyle, so it "
+                            "cannot start TLS");
   /* Without fixed newstyle the only safe option is EXPORT_NAME; opt
    * mode still stops (nbd_opt_go then sends EXPORT_NAME), as libnbd.
    */
@@ -413,6 +457,57 @@ static int
 export_name_reply (struct nbd_handle *h, const char *p)
 {
   return finish_handshake (h, get64 (p), get16 (p + 8));
+}
+
+/* The reply to NBD_OPT_STARTTLS.  ACK: the TLS handshake starts at the
+ * very next byte, so anything the server sent after the ACK is plaintext
+ * injected ahead of TLS and fails the connection.  An error: without TLS
+ * if allowed (LIBNBD_TLS_ALLOW), else the end.
+ */
+static int
+reply_starttls (struct nbd_handle *h, uint32_t type, const char *data,
+                uint32_t len)
+{
+  size_t reply = sizeof (struct nbd_fixed_new_option_reply) + len;
+
+  if (type == NBD_REP_ACK) {
+    if (input_available (h) > reply) {
+      set_dead (h, EPROTO, VIOLATION "%zu bytes after the NBD_OPT_STARTTLS "
+                "reply, before the TLS handshake (plaintext injection)",
+                input_available (h) - reply);
+      return -1;
+    }
+    h->phase = PHASE_TLS_HANDSHAKE;
+    return tls_start (h);
+  }
+  if (!NBD_REP_IS_ERR (type)) {
+    set_dead (h, EPROTO, VIOLATION "unexpected reply type %" PRIu32
+              " to NBD_OPT_STARTTLS", type);
+    return -1;
+  }
+  if (h->tls == LIBNBD_TLS_REQUIRE) {
+    char *msg = refusal ("the server refused NBD_OPT_STARTTLS", type, data,
+                         len);
+
+    tls_unavailable (h, msg ? msg : "the server refused NBD_OPT_STARTTLS");
+    free (msg);
+    return -1;
+  }
+  debug (h, "server refused TLS (%s): going on without it",
+         reply_error_name (type));
+  return start_options (h);
+}
+
+/* The TLS session is up: the options start over inside it. */
+static int
+tls_handshake_phase (struct nbd_handle *h)
+{
+  int r = tls_handshake (h);
+
+  if (r != IO_DONE)
+    return r;
+  h->tls_negotiated = true;
+  return start_options (h) == -1 ? IO_ERROR : IO_DONE;
 }
 
 /* Replies to NBD_OPT_STRUCTURED_REPLY: ACK, or an error (simple replies). */
@@ -557,20 +652,6 @@ go_error_errno (uint32_t type, bool opt_mode)
   case NBD_REP_ERR_POLICY: return opt_mode ? ENOTSUP : EPERM;
   default: return opt_mode ? ENOTSUP : EINVAL;
   }
-}
-
-/* The text of an error reply: "what: error name[: server's message]". */
-static char *
-refusal (const char *what, uint32_t type, const char *data, uint32_t len)
-{
-  char msg[NBD_MAX_STRING + 1];
-  char *s;
-
-  printable_message (msg, data, len);
-  if (asprintf (&s, "%s: %s%s%s", what, reply_error_name (type),
-                len ? ": " : "", msg) == -1)
-    s = NULL;
-  return s;
 }
 
 /* NBD_REP_ACK of GO or INFO: the export's size and flags came. */
@@ -794,6 +875,8 @@ run_phase (struct nbd_handle *h)
     set_closed (h);
     return IO_DONE;
   }
+  if (h->phase == PHASE_TLS_HANDSHAKE)
+    return tls_handshake_phase (h);
   if (need) {
     const char *p;
 
@@ -818,6 +901,9 @@ run_phase (struct nbd_handle *h)
     if (r != IO_DONE)
       return r;
     switch (h->phase) {
+    case PHASE_OPT_STARTTLS:
+      r = reply_starttls (h, type, data, len);
+      break;
     case PHASE_OPT_STRUCTURED_REPLY:
       r = reply_structured_reply (h, type, data, len);
       break;
@@ -863,7 +949,7 @@ handshake_run (struct nbd_handle *h)
       return -1;
     default:
       if (h->state != STATE_DEAD)
-        set_dead (h, errno, "handshake: %s", strerror (errno));
+        set_dead (h, errno, "handshake: %s", io_error_text (h));
       return -1;
     }
   }
@@ -871,7 +957,7 @@ handshake_run (struct nbd_handle *h)
    * option; send them now if the socket takes them.
    */
   if (h->state == STATE_NEGOTIATING && output_flush (h) == IO_ERROR) {
-    set_dead (h, errno, "handshake: %s", strerror (errno));
+    set_dead (h, errno, "handshake: %s", io_error_text (h));
     return -1;
   }
   return h->state == STATE_DEAD ? -1 : IO_DONE;

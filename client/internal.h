@@ -7,7 +7,8 @@
  *   handshake a phase (enum phase) says what the next complete input means.
  *   Nothing blocks: every step advances as far as it can and reports whether
  *   it needs the socket readable or writable.  I/O resumes from cursors.
- * - Bytes move through a transport table (plain socket now, TLS later).
+ * - Bytes move through a transport table: a plain socket (transport.c),
+ *   or TLS once the server acknowledged STARTTLS (crypto.c).
  * - Commands: cookie-indexed hash for O(1) lookup, lists for the send queue,
  *   the commands in flight and the completed-but-not-retired ones.
  */
@@ -92,6 +93,8 @@ enum phase {
   PHASE_GREETING,               /* NBDMAGIC + version magic */
   PHASE_OLDSTYLE,               /* the rest of an oldstyle greeting */
   PHASE_GFLAGS,                 /* newstyle handshake flags */
+  PHASE_OPT_STARTTLS,           /* reply to NBD_OPT_STARTTLS */
+  PHASE_TLS_HANDSHAKE,          /* the TLS handshake (crypto.c) */
   PHASE_OPT_STRUCTURED_REPLY,   /* replies to the options sent ... */
   PHASE_OPT_SET_META_CONTEXT,
   PHASE_OPT_GO,                 /* ... NBD_OPT_GO or NBD_OPT_INFO */
@@ -117,11 +120,16 @@ struct transport {
   ssize_t (*sendv) (struct nbd_handle *h, const struct iovec *iov, int n);
   /* True if bytes are already decrypted and waiting (TLS). */
   bool (*pending) (struct nbd_handle *h);
+  /* True if the transport must write before it can read on (TLS). */
+  bool (*wants_write) (const struct nbd_handle *h);
   int (*shut_writes) (struct nbd_handle *h);
   void (*close) (struct nbd_handle *h);
+  /* The text of the last failure, or NULL: then errno says it all. */
+  const char *(*error) (struct nbd_handle *h);
 };
 
 extern const struct transport plain_transport;
+extern const struct transport tls_transport;
 
 struct range {
   uint64_t start, end;          /* [start, end) */
@@ -197,12 +205,23 @@ struct nbd_handle {
   uint32_t strict;
   char **request_meta;          /* contexts to ask for */
   size_t nr_request_meta;
+  int tls;                      /* LIBNBD_TLS_* */
+  char *tls_certificates;       /* directory, or NULL: the defaults */
+  bool tls_verify_peer;
+  char *tls_username;           /* NULL: the login name */
+  char *tls_psk_file;
+  uint32_t uri_allow_transports;
+  int uri_allow_tls;
+  bool uri_allow_local_file;
 
   /* Connection. */
   enum state state;
   enum phase phase;
   int fd;
   const struct transport *transport;
+  struct tls_session *tls_session;  /* crypto.c, once STARTTLS succeeded */
+  char *tls_hostname;           /* TCP host name, checked in the cert */
+  bool tls_negotiated;
   pid_t pid;                    /* nbd_connect_command child */
   struct addrinfo *addrinfo, *next_addr;  /* TCP addresses to try */
   char *uri;                    /* what nbd_get_uri reports */
@@ -340,6 +359,7 @@ extern const char *input_peek (const struct nbd_handle *h);
 extern void input_consume (struct nbd_handle *h, size_t n);
 extern int input_read_into (struct nbd_handle *h, char **dest, size_t *left);
 extern int input_discard (struct nbd_handle *h, size_t *left);
+extern const char *io_error_text (struct nbd_handle *h);
 
 /* wait.c */
 extern void wake_command_waiter (struct command *cmd);
@@ -380,6 +400,7 @@ extern int ranges_add (struct command *cmd, uint64_t start, uint64_t end);
 enum uri_transport { URI_TCP, URI_UNIX, URI_VSOCK };
 
 struct nbd_uri {
+  const char *scheme;           /* "nbds+unix", ... (static) */
   enum uri_transport transport;
   bool tls;
   char *host;                   /* TCP host ("localhost" by default) */
@@ -387,6 +408,9 @@ struct nbd_uri {
   uint32_t cid, port;           /* vsock */
   char *export;
   char *socket;                 /* Unix socket path */
+  char *user;                   /* TLS user name (userinfo) */
+  char *tls_certificates;       /* query parameters naming local files */
+  char *tls_psk_file;
 };
 
 extern int uri_parse (struct nbd_handle *h, struct nbd_uri *u,
@@ -400,6 +424,15 @@ extern int try_connect (struct nbd_handle *h, const struct sockaddr *addr,
                         socklen_t len);
 extern int connect_next_address (struct nbd_handle *h, int error);
 extern int connect_step (struct nbd_handle *h);
+
+/* handle.c */
+extern int check_created (struct nbd_handle *h);
+extern int set_created_bool (struct nbd_handle *h, bool *field, bool value);
+
+/* crypto.c */
+extern int tls_start (struct nbd_handle *h);
+extern int tls_handshake (struct nbd_handle *h);
+extern char *tls_user_name (struct nbd_handle *h);
 
 /* handshake.c */
 extern int handshake_step (struct nbd_handle *h);

@@ -49,7 +49,7 @@ run_machine (struct nbd_handle *h)
       break;
     case STATE_READY:
       if (commands_send (h) == IO_ERROR)
-        set_dead (h, errno, "send: %s", strerror (errno));
+        set_dead (h, errno, "send: %s", io_error_text (h));
       else
         reply_step (h);         /* likewise, or the closed state */
       break;
@@ -76,7 +76,7 @@ issue_command (struct nbd_handle *h, struct command *cmd)
 
   if (h->queue.len == 1 && h->state == STATE_READY &&
       commands_send (h) == IO_ERROR) {
-    set_dead (h, errno, "send: %s", strerror (errno));
+    set_dead (h, errno, "send: %s", io_error_text (h));
     settle (h);
   }
   return cookie;                /* cmd may be gone: DISC is freed once sent */
@@ -90,11 +90,15 @@ direction (const struct nbd_handle *h)
   case STATE_CONNECTING:
     return LIBNBD_AIO_DIRECTION_WRITE;
   case STATE_HANDSHAKE:
-    return h->ooff < h->olen ? LIBNBD_AIO_DIRECTION_WRITE
-      : LIBNBD_AIO_DIRECTION_READ;
+    return h->ooff < h->olen || h->transport->wants_write (h)
+      ? LIBNBD_AIO_DIRECTION_WRITE : LIBNBD_AIO_DIRECTION_READ;
   case STATE_READY:
+    /* TLS may have to write (a record it holds, a key update) before a
+     * read can go on.
+     */
     return LIBNBD_AIO_DIRECTION_READ |
-      (h->queue.head ? LIBNBD_AIO_DIRECTION_WRITE : 0);
+      (h->queue.head || h->transport->wants_write (h)
+       ? LIBNBD_AIO_DIRECTION_WRITE : 0);
   default:
     return 0;
   }
@@ -171,7 +175,7 @@ poll_to_send (struct nbd_handle *h, int timeout)
   }
   if (r > 0 && (revents & (POLLOUT | POLLERR | POLLHUP)) &&
       h->state == STATE_READY && commands_send (h) == IO_ERROR) {
-    set_dead (h, errno, "send: %s", strerror (errno));
+    set_dead (h, errno, "send: %s", io_error_text (h));
     settle (h);
     return -1;
   }

@@ -616,7 +616,7 @@ reply_step (struct nbd_handle *h)
                 "of a reply");
       return -1;
     default:
-      set_dead (h, errno, "recv: %s", strerror (errno));
+      set_dead (h, errno, "recv: %s", io_error_text (h));
       return -1;
     }
   }

@@ -1,5 +1,5 @@
-/* libnbdc: the transport table (plain sockets here; TLS plugs in beside it)
- * and the buffered input and output every state uses.  Results of the I/O
+/* libnbdc: the plain transport (TLS, the other one, is in crypto.c) and
+ * the buffered input and output every state uses.  Results of the I/O
  * helpers: 1 done, 0 would block, -1 error (errno set), -2 end of file.
  */
 
@@ -31,6 +31,12 @@ plain_pending (struct nbd_handle *h)
   return false;
 }
 
+static bool
+plain_wants_write (const struct nbd_handle *h)
+{
+  return false;
+}
+
 static int
 plain_shut_writes (struct nbd_handle *h)
 {
@@ -50,22 +56,37 @@ const struct transport plain_transport = {
   .recv = plain_recv,
   .sendv = plain_sendv,
   .pending = plain_pending,
+  .wants_write = plain_wants_write,
   .shut_writes = plain_shut_writes,
   .close = plain_close,
+  .error = NULL,
 };
+
+/* The text of the failure of the last transport call (errno is set). */
+const char *
+io_error_text (struct nbd_handle *h)
+{
+  const char *text = h->transport && h->transport->error
+    ? h->transport->error (h) : NULL;
+
+  return text ? text : strerror (errno);
+}
 
 /* One recv through the transport, within the budget of this run of the
  * machine (machine.c): past it, "would block", though the socket may still
- * hold bytes; it then polls readable and the next run goes on.
+ * hold bytes; it then polls readable and the next run goes on.  Bytes the
+ * transport already holds (a TLS record decrypted in part) are read even
+ * past the budget: poll(2) cannot see them.
  */
 static ssize_t
 budget_recv (struct nbd_handle *h, void *buf, size_t len)
 {
-  if (h->recv_budget == 0) {
+  if (h->recv_budget == 0 && !h->transport->pending (h)) {
     errno = EAGAIN;
     return -1;
   }
-  h->recv_budget--;
+  if (h->recv_budget > 0)
+    h->recv_budget--;
   return h->transport->recv (h, buf, len);
 }
 

@@ -80,6 +80,9 @@ uri_free (struct nbd_uri *u)
   free (u->port_name);
   free (u->export);
   free (u->socket);
+  free (u->user);
+  free (u->tls_certificates);
+  free (u->tls_psk_file);
 }
 
 /* The scheme, in lower case only (as libnbd). */
@@ -99,6 +102,7 @@ parse_scheme (struct nbd_uri *u, const char *s, size_t len)
   for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
     if (strlen (schemes[i].name) == len &&
         strncmp (schemes[i].name, s, len) == 0) {
+      u->scheme = schemes[i].name;
       u->transport = schemes[i].transport;
       u->tls = schemes[i].tls;
       return 0;
@@ -107,7 +111,9 @@ parse_scheme (struct nbd_uri *u, const char *s, size_t len)
   return -1;
 }
 
-/* host[:port], host possibly [v6 address]; user@ is ignored. */
+/* [user@]host[:port], host possibly [v6 address]; the user is the TLS
+ * user name (nbd_connect_uri(3)).
+ */
 static int
 parse_authority (struct nbd_uri *u, const char *s, size_t len)
 {
@@ -115,6 +121,11 @@ parse_authority (struct nbd_uri *u, const char *s, size_t len)
   size_t hlen;
 
   if (at) {
+    u->user = decode (s, at - s);
+    if (u->user == NULL) {
+      set_error (EINVAL, "URI: bad percent-encoding in the user name");
+      return -1;
+    }
     len -= at + 1 - s;
     s = at + 1;
   }
@@ -150,6 +161,10 @@ parse_authority (struct nbd_uri *u, const char *s, size_t len)
   return 0;
 }
 
+/* The query: socket=, tls-certificates= and tls-psk-file= (the last two
+ * name local files, checked by the caller); others are ignored, as
+ * libnbd 1.14 ignores them.
+ */
 static int
 parse_query (struct nbd_handle *h, struct nbd_uri *u, const char *q)
 {
@@ -163,22 +178,22 @@ parse_query (struct nbd_handle *h, struct nbd_uri *u, const char *q)
       set_error (EINVAL, "URI: bad percent-encoding in the query");
       return -1;
     }
-    if (klen == 6 && strncmp (q, "socket", 6) == 0) {
-      free (u->socket);
-      u->socket = value;
-      value = NULL;
-    }
-    else if ((klen == 12 && strncmp (q, "tls-psk-file", 12) == 0) ||
-             (klen == 16 && strncmp (q, "tls-certificates", 16) == 0)) {
-      /* libnbd refuses local file access from a URI by default. */
-      set_error (EPERM, "local file access (%.*s) is not allowed from a "
-                 "URI", (int) klen, q);
-      free (value);
-      return -1;
-    }
+    char **field = NULL;
+
+    if (klen == 6 && strncmp (q, "socket", 6) == 0)
+      field = &u->socket;
+    else if (klen == 12 && strncmp (q, "tls-psk-file", 12) == 0)
+      field = &u->tls_psk_file;
+    else if (klen == 16 && strncmp (q, "tls-certificates", 16) == 0)
+      field = &u->tls_certificates;
     else
       debug (h, "ignoring URI query parameter %.*s", (int) klen, q);
-    free (value);
+    if (field) {
+      free (*field);
+      *field = value;
+    }
+    else
+      free (value);
     q += len;
     if (*q)
       q++;

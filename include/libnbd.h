@@ -237,6 +237,46 @@ extern int nbd_supports_uri (struct nbd_handle *h)
   LIBNBD_ATTRIBUTE_NONNULL (1);
 #define LIBNBD_HAVE_NBD_SUPPORTS_URI 1
 
+/* TLS (libnbdc(3) "TLS"). */
+extern int nbd_set_tls (struct nbd_handle *h, int tls)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_TLS 1
+extern int nbd_get_tls (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_GET_TLS 1
+extern int nbd_get_tls_negotiated (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_GET_TLS_NEGOTIATED 1
+extern int nbd_set_tls_certificates (struct nbd_handle *h, const char *dir)
+  LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define LIBNBD_HAVE_NBD_SET_TLS_CERTIFICATES 1
+extern int nbd_set_tls_verify_peer (struct nbd_handle *h, bool verify)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_TLS_VERIFY_PEER 1
+extern int nbd_get_tls_verify_peer (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_GET_TLS_VERIFY_PEER 1
+extern int nbd_set_tls_username (struct nbd_handle *h, const char *username)
+  LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define LIBNBD_HAVE_NBD_SET_TLS_USERNAME 1
+extern char *nbd_get_tls_username (struct nbd_handle *h)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_GET_TLS_USERNAME 1
+extern int nbd_set_tls_psk_file (struct nbd_handle *h, const char *filename)
+  LIBNBD_ATTRIBUTE_NONNULL (1, 2);
+#define LIBNBD_HAVE_NBD_SET_TLS_PSK_FILE 1
+
+/* What an NBD URI may ask for (nbd_connect_uri(3)). */
+extern int nbd_set_uri_allow_transports (struct nbd_handle *h, uint32_t mask)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TRANSPORTS 1
+extern int nbd_set_uri_allow_tls (struct nbd_handle *h, int tls)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_URI_ALLOW_TLS 1
+extern int nbd_set_uri_allow_local_file (struct nbd_handle *h, bool allow)
+  LIBNBD_ATTRIBUTE_NONNULL (1);
+#define LIBNBD_HAVE_NBD_SET_URI_ALLOW_LOCAL_FILE 1
+
 /* Connecting. */
 extern int nbd_connect_uri (struct nbd_handle *h, const char *uri)
   LIBNBD_ATTRIBUTE_NONNULL (1, 2);

@@ -420,8 +420,8 @@ proxy_config_complete (void)
     return -1;
   }
   if (tls_wanted () && have_tls != 1) {
-    nbdkit_error ("TLS to the upstream server is not supported by this "
-                  "build of libnbdc yet (tls=, tls-*= or an nbds:// URI)");
+    nbdkit_error ("TLS to the upstream server (tls=, tls-*= or an nbds:// "
+                  "URI) needs libnbdc built with GnuTLS");
     return -1;
   }
   return 0;
@@ -447,7 +447,6 @@ upstream_prepare (struct nbd_handle *nbd, const char *export)
       nbd_set_export_name (nbd, export) == -1)
     return -1;
   if (config.tls > LIBNBD_TLS_DISABLE) {
-#ifdef LIBNBD_HAVE_NBD_SET_TLS
     if (nbd_set_tls (nbd, config.tls) == -1)
       return -1;
     if (config.tls_certificates &&
@@ -461,18 +460,13 @@ upstream_prepare (struct nbd_handle *nbd, const char *export)
       return -1;
     if (config.tls_psk && nbd_set_tls_psk_file (nbd, config.tls_psk) == -1)
       return -1;
-#else
-    errno = ENOTSUP;
-    return -1;
-#endif
   }
-#ifdef LIBNBD_HAVE_NBD_SET_URI_ALLOW_LOCAL_FILE
   /* The URI is the administrator's, not a client's: its tls-* query
    * parameters may name local files.
    */
-  if (config.mode == MODE_URI && nbd_set_uri_allow_local_file (nbd, true) == -1)
+  if (config.mode == MODE_URI &&
+      nbd_set_uri_allow_local_file (nbd, true) == -1)
     return -1;
-#endif
   return 0;
 }
 

@@ -12,7 +12,7 @@ tmpdir_setup
 dump=$(proxy_nbdkit --dump-plugin "$plugin" 2>&1)
 for line in name=nbd-proxy "version=$(sed -n 's/^PACKAGE_VERSION = //p' \
     "$top_builddir/Makefile")" thread_model=parallel magic_config_key=uri \
-    libnbdc_uri=1 "libnbdc_tls=0"; do
+    libnbdc_uri=1 libnbdc_tls=1; do
   case "$dump" in
     *"$line"*) tap_result "ok" "--dump-plugin: $line" ;;
     *) tap_result "not ok" "--dump-plugin: $line"
@@ -97,8 +97,8 @@ fails "arg= without command=" "arg=" socket=/a arg=x
 fails "tls-certificates not a directory" "not a directory" socket=/a \
   tls-certificates=/nonexistent
 fails "tls-psk missing" "tls-psk" socket=/a tls-psk=/nonexistent
-fails "tls=require (no TLS in libnbdc yet)" "TLS" socket=/a tls=require
-fails "nbds:// (no TLS in libnbdc yet)" "TLS" uri=nbds://localhost/
+fails "tls-certificates with tls-psk" "exclude each other" socket=/a \
+  tls-certificates=/ tls-psk=/dev/null
 fails "unreachable socket" "cannot connect to upstream" \
   socket=$tmpdir/nothing.sock export=x
 fails "unreachable socket, dynamic export" "cannot connect to upstream" \

@@ -15,6 +15,7 @@ PLUGIN_TESTS = \
 	plugin-write.sh \
 	plugin-fio.sh \
 	plugin-exports.sh \
+	plugin-tls.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)

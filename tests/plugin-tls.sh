@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# nbd-proxy plugin: TLS to the upstream (tls=, tls-psk=, tls-username=,
+# tls-certificates=, nbds:// URIs) and a TLS proxy chained behind another
+# over TLS.  Data is checked against the upstream read by libnbd's tools;
+# an upstream the proxy cannot trust fails at start-up with one line.
+
+. "${srcdir:-.}/functions.sh"
+. "${srcdir:-.}/plugin-functions.sh"
+
+requires_proxy
+requires nbdcopy nbdinfo qemu-io psktool certtool md5sum
+tmpdir_setup
+
+psktool -u alice -p "$tmpdir/keys.psk" >/dev/null 2>&1 ||
+  skip_all "psktool cannot make a PSK file"
+psktool -u alice -p "$tmpdir/other.psk" >/dev/null 2>&1
+psk=$tmpdir/keys.psk
+
+# A TLS upstream with random data on it.
+head -c 16M /dev/urandom >"$tmpdir/random.img"
+start_nbdkit up --tls=require --tls-psk="$psk" memory 16M
+up="nbds+unix://alice@/?socket=$tmpdir/up.sock&tls-psk-file=$psk"
+nbdcopy "$tmpdir/random.img" "$up"
+want=$(md5sum <"$tmpdir/random.img" | cut -d' ' -f1)
+
+# The proxy refuses a plaintext connection to it (--tls=require without
+# TLS fails), so a proxy without TLS keys cannot be started on it.
+start_proxy pxkeys socket="$tmpdir/up.sock" tls=require tls-psk="$psk" \
+  tls-username=alice
+same "PSK keys: the data" "$(checksum "$(proxy_uri pxkeys)")" "$want"
+
+start_proxy pxuri "uri=$up"
+same "nbds+unix URI with tls-psk-file: the data" \
+  "$(checksum "$(proxy_uri pxuri)")" "$want"
+
+# Writes through the TLS proxy land upstream.
+check "qemu-io write through the TLS proxy" \
+  qemu-io -f raw -c 'write -P 0x5a 1000000 70000' "$(proxy_uri pxuri)"
+head -c 70000 /dev/zero | tr '\0' 'Z' |     # 'Z' is 0x5a
+  dd of="$tmpdir/random.img" bs=1000 seek=1000 conv=notrunc status=none
+same "the write landed upstream, exactly" "$(checksum "$up")" \
+  "$(md5sum <"$tmpdir/random.img" | cut -d' ' -f1)"
+stop_proxy pxkeys
+
+# A chain: a client speaks TLS to the second proxy, which speaks TLS to
+# the first, which speaks TLS upstream.
+start_proxy pxtls --tls=require --tls-psk="$psk" -- "uri=$up"
+front="nbds+unix://alice@/?socket=$tmpdir/pxtls.sock&tls-psk-file=$psk"
+start_proxy pxchain "uri=$front"
+same "TLS chain of two proxies: the data" \
+  "$(checksum "$(proxy_uri pxchain)")" "$(checksum "$up")"
+same "TLS chain: nbdinfo --size" "$(nbdinfo --size "$(proxy_uri pxchain)")" \
+  16777216
+stop_proxy pxchain
+stop_proxy pxtls
+stop_proxy pxuri
+
+# Start-up failures, each with one clear line.
+expect_fail ()
+{
+  _desc=$1; _want=$2; shift 2
+  if proxy_nbdkit -f -U "$tmpdir/never.sock" "$plugin" "$@" \
+      >"$tmpdir/fail.out" 2>&1; then
+    tap_result "not ok" "$_desc (the proxy started)"
+  elif grep -q -- "$_want" "$tmpdir/fail.out"; then
+    tap_result "ok" "$_desc"
+  else
+    tap_result "not ok" "$_desc (no \"$_want\" in the error)"
+    sed 's/^/# /' "$tmpdir/fail.out" | tail -n 10
+  fi
+}
+expect_fail "wrong PSK: refused at start-up" "cannot connect to upstream" \
+  socket="$tmpdir/up.sock" tls=require tls-psk="$tmpdir/other.psk" \
+  tls-username=alice
+expect_fail "unknown PSK user: refused at start-up" "not found in the PSK" \
+  socket="$tmpdir/up.sock" tls=require tls-psk="$psk" tls-username=bob
+start_nbdkit plain memory 1M
+expect_fail "tls=require, plaintext upstream: refused" "TLS is required" \
+  socket="$tmpdir/plain.sock" tls=require
+# tls=on (LIBNBD_TLS_ALLOW) falls back to plaintext on such a server.
+start_proxy pxallow socket="$tmpdir/plain.sock" tls=on
+same "tls=on, plaintext upstream: served" \
+  "$(nbdinfo --size "$(proxy_uri pxallow)")" 1048576
+stop_proxy pxallow
+
+tap_done
