@@ -686,6 +686,9 @@ main (int argc, char *argv[])
     die_nbd ();
   if (nbd_set_pread_initialize (b.nbd, b.opt.initialize) == -1)
     die_nbd ();
+  /* The URI is the operator's: it may name a TLS PSK file. */
+  if (nbd_set_uri_allow_local_file (b.nbd, true) == -1)
+    die_nbd ();
   if (nbd_connect_uri (b.nbd, b.opt.uri) == -1)
     die_nbd ();
   size = nbd_get_size (b.nbd);

@@ -21,6 +21,8 @@
 #   BENCH_SIZE=1G           size of each export
 #   BENCH_VERIFY_SECONDS=1  length of each verification run
 #   BENCH_ARGS=             more nbdbench options for the timed runs
+#   BENCH_TLS=              psk: both upstreams require TLS with a PSK
+#                           (psktool), and both builds connect over it
 #   BENCH_NBDC, BENCH_LIBNBD        the programs (default: in BUILDDIR)
 #   NBDKIT=nbdkit
 # Either program may be missing (then its columns read "-"), not both.
@@ -108,10 +110,25 @@ start_nbdkit ()
   done
 }
 
-start_nbdkit pattern pattern size="$size"
-start_nbdkit memory memory size="$size"
-read_uri="nbd+unix:///?socket=$tmpdir/pattern"
-write_uri="nbd+unix:///?socket=$tmpdir/memory"
+tls=${BENCH_TLS:-}
+case $tls in
+  '')
+    start_nbdkit pattern pattern size="$size"
+    start_nbdkit memory memory size="$size"
+    read_uri="nbd+unix:///?socket=$tmpdir/pattern"
+    write_uri="nbd+unix:///?socket=$tmpdir/memory" ;;
+  psk)
+    psktool -u bench -p "$tmpdir/keys.psk" >/dev/null ||
+      die "psktool failed (package gnutls-bin)"
+    start_nbdkit pattern --tls=require --tls-psk="$tmpdir/keys.psk" \
+                 pattern size="$size"
+    start_nbdkit memory --tls=require --tls-psk="$tmpdir/keys.psk" \
+                 memory size="$size"
+    query="tls-psk-file=$tmpdir/keys.psk"
+    read_uri="nbds+unix://bench@/?socket=$tmpdir/pattern&$query"
+    write_uri="nbds+unix://bench@/?socket=$tmpdir/memory&$query" ;;
+  *) die "BENCH_TLS=$tls: only psk is known" ;;
+esac
 
 # run_one BUILD URI ARGS...: run one build, check it is the library it
 # claims to be, print its result line.
@@ -163,7 +180,8 @@ field ()
 }
 
 echo "upstream: $nbdkit pattern size=$size (reads)," \
-     "$nbdkit memory size=$size (writes) ($("$nbdkit" --version))"
+     "$nbdkit memory size=$size (writes) ($("$nbdkit" --version))" \
+     "${tls:+over TLS ($tls)}"
 echo "builds:  $builds (from $builddir)"
 for build in $builds; do
   line=$(run_one "$build" "$read_uri" -t 0.1 -w 0 --check=none)
