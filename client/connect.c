@@ -34,7 +34,8 @@ check_can_connect (struct nbd_handle *h)
 }
 
 /* Remember the URI that describes this connection, for nbd_get_uri:
- * scheme://authority/export[?socket=PATH], the export percent-encoded.
+ * the scheme without TLS ("nbd", "nbd+unix", "nbd+vsock") and the rest,
+ * authority/export[?socket=PATH], the export percent-encoded.
  */
 static void
 set_uri (struct nbd_handle *h, const char *scheme, const char *authority,
@@ -44,8 +45,9 @@ set_uri (struct nbd_handle *h, const char *scheme, const char *authority,
   char *sock = socket ? uri_encode (socket, true) : NULL;
 
   free (h->uri);
+  h->uri_scheme = scheme;
   if (export == NULL || (socket && sock == NULL) ||
-      asprintf (&h->uri, "%s://%s/%s%s%s", scheme, authority, export,
+      asprintf (&h->uri, "%s/%s%s%s", authority, export,
                 sock ? "?socket=" : "", sock ? sock : "") == -1)
     h->uri = NULL;
   free (export);
@@ -387,6 +389,43 @@ nbd_aio_connect (struct nbd_handle *h, const struct sockaddr *addr,
   return r;
 }
 
+/* The URI with the TLS settings, as libnbd writes it: nbds when TLS is
+ * required or was negotiated, the TLS user name and the TLS files when
+ * they were set.
+ */
+static char *
+uri_of_connection (struct nbd_handle *h)
+{
+  bool tls = h->tls == LIBNBD_TLS_REQUIRE || h->tls_negotiated;
+  char *user = h->tls_username ? uri_encode (h->tls_username, false) : NULL;
+  char sep = strchr (h->uri, '?') ? '&' : '?';
+  char *r = NULL;
+  size_t len;
+  FILE *f;
+
+  if (h->tls_username && user == NULL)
+    return NULL;
+  f = open_memstream (&r, &len);
+  if (f == NULL) {
+    free (user);
+    return NULL;
+  }
+  fprintf (f, "nbd%s%s://%s%s%s", tls ? "s" : "", h->uri_scheme + 3,
+           user ? user : "", user ? "@" : "", h->uri);
+  if (h->tls_certificates) {
+    fprintf (f, "%ctls-certificates=%s", sep, h->tls_certificates);
+    sep = '&';
+  }
+  if (h->tls_psk_file)
+    fprintf (f, "%ctls-psk-file=%s", sep, h->tls_psk_file);
+  if (fclose (f) != 0) {
+    free (r);
+    r = NULL;
+  }
+  free (user);
+  return r;
+}
+
 char *
 nbd_get_uri (struct nbd_handle *h)
 {
@@ -399,8 +438,8 @@ nbd_get_uri (struct nbd_handle *h)
                "connected, or closed", state_name (h));
   else if (h->uri == NULL)
     set_error (EINVAL, "cannot construct a URI for this connection");
-  else if ((r = strdup (h->uri)) == NULL)
-    set_error (errno, "strdup");
+  else if ((r = uri_of_connection (h)) == NULL)
+    set_error (errno, "cannot construct the URI: %s", strerror (errno));
   unlock_handle (h);
   return r;
 }

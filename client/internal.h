@@ -224,7 +224,8 @@ struct nbd_handle {
   bool tls_negotiated;
   pid_t pid;                    /* nbd_connect_command child */
   struct addrinfo *addrinfo, *next_addr;  /* TCP addresses to try */
-  char *uri;                    /* what nbd_get_uri reports */
+  const char *uri_scheme;       /* nbd_get_uri: "nbd", "nbd+unix"... */
+  char *uri;                    /* ... and authority/export[?socket=] */
   char *dead_reason;            /* why the handle died */
   int dead_errno;               /* ... and its errno */
   bool disconnect_queued;       /* NBD_CMD_DISC is queued or sent */

@@ -321,6 +321,43 @@ test_tcp (const char *port)
     tap_diag ("%s", nbd_get_error ());
   nbd_close (h);
 
+  /* nbd_get_uri(3) with TLS settings: the user name and the TLS files
+   * when set; nbds only when TLS is required or was negotiated (this
+   * server has no TLS: LIBNBD_TLS_ALLOW goes on in plaintext).
+   */
+  h = tap_create ();
+  if (nbd_set_tls (h, LIBNBD_TLS_ALLOW) == -1 ||
+      nbd_set_tls_username (h, "al ice") == -1 ||
+      nbd_set_tls_certificates (h, "/tmp/a b") == -1 ||
+      nbd_set_tls_psk_file (h, "/nonexistent.psk") == -1)
+    tap_diag ("%s", nbd_get_error ());
+  if (tap_ok (nbd_connect_tcp (h, "127.0.0.1", port) == 0,
+              "LIBNBD_TLS_ALLOW, server without TLS: connects")) {
+    char want[512];
+
+    tap_ok (nbd_get_tls_negotiated (h) == 0,
+            "nbd_get_tls_negotiated(3) is false in plaintext");
+    snprintf (want, sizeof want, "nbd://al%%20ice@127.0.0.1:%s/"
+              "?tls-certificates=/tmp/a b&tls-psk-file=/nonexistent.psk",
+              port);
+    tap_check_string (nbd_get_uri (h), want,
+                      "nbd_get_uri(3) names the TLS user and files");
+    nbd_shutdown (h, 0);
+  }
+  else
+    tap_diag ("%s", nbd_get_error ());
+  nbd_close (h);
+  h = tap_create ();
+  nbd_set_tls (h, LIBNBD_TLS_REQUIRE);
+  tap_ok (nbd_connect_tcp (h, "127.0.0.1", port) == -1 &&
+          nbd_get_errno () == ENOTSUP,
+          "LIBNBD_TLS_REQUIRE, server without TLS: ENOTSUP");
+  snprintf (uri, sizeof uri, "nbds://127.0.0.1:%s/", port);
+  tap_check_string (nbd_get_uri (h), uri,
+                    "nbd_get_uri(3) says nbds when TLS is required");
+  nbd_close (h);
+  snprintf (uri, sizeof uri, "nbd://127.0.0.1:%s/", port);
+
   h = tap_create ();
   if (tap_ok (nbd_connect_uri (h, uri) == 0, "nbd_connect_uri(3) %s", uri)) {
     tap_ok (nbd_get_size (h) == MiB, "nbd_get_size(3) over nbd://");
