@@ -502,7 +502,14 @@ main (int argc, char *argv[])
   job.loop = g_main_loop_new (NULL, FALSE);
   start = g_get_monotonic_time ();
 
-  /* Starts connecting; the handshake runs in the loop. */
+  /* The URI is the user's own: it may name a TLS PSK file or
+   * certificates directory (nbds://...?tls-psk-file=...).
+   */
+  if (nbd_set_uri_allow_local_file (job.nbd, true) == -1) {
+    fprintf (stderr, "glib-loop: %s\n", nbd_get_error ());
+    exit (EXIT_FAILURE);
+  }
+  /* Starts connecting; the handshake (TLS included) runs in the loop. */
   if (nbd_aio_connect_uri (job.nbd, argv[optind]) == -1) {
     fprintf (stderr, "glib-loop: %s: %s\n", argv[optind], nbd_get_error ());
     exit (EXIT_FAILURE);
