@@ -91,6 +91,14 @@ if command -v psktool >/dev/null &&
   [ $loop_status -eq 0 ] &&
     tap_result "ok" "TLS: 4 KiB requests, 64 in flight" ||
     tap_result "not ok" "TLS: 4 KiB requests: exit status $loop_status"
+  # With debug on, the handshake is told but no key material is.
+  LIBNBD_DEBUG=1 run_loop tlsdebug -b 64k -q 2 "$tls" >/dev/null
+  key=$(cut -d: -f2 "$tmpdir/keys.psk")
+  grep -q 'TLS session up' "$tmpdir/tlsdebug.out" &&
+    ! grep -qi "$key" "$tmpdir/tlsdebug.out" &&
+    ! grep -qi "${key:0:16}" "$tmpdir/tlsdebug.out" &&
+    tap_result "ok" "TLS with debug on: no key material in the messages" ||
+    tap_result "not ok" "TLS with debug on: no key material in the messages"
 else
   tap_result "ok" "TLS runs # SKIP psktool cannot make a key"
 fi
