@@ -19,11 +19,12 @@ API_TESTS = \
 	api-settings.sh \
 	api-uri.sh \
 	api-opt.sh \
+	api-tls.sh \
 	diff-transcript.sh \
 	$(NULL)
 
 TESTS += $(API_TESTS)
-EXTRA_DIST += $(API_TESTS)
+EXTRA_DIST += $(API_TESTS) tls-functions.sh
 
 check_PROGRAMS += \
 	api-connect-nbdc \
@@ -34,6 +35,7 @@ check_PROGRAMS += \
 	api-settings-nbdc \
 	api-uri-nbdc \
 	api-opt-nbdc \
+	api-tls-nbdc \
 	diff-transcript-nbdc \
 	$(NULL)
 
@@ -69,6 +71,10 @@ api_opt_nbdc_SOURCES = api-opt.c api-tap.h
 api_opt_nbdc_LDFLAGS = -no-install
 api_opt_nbdc_LDADD = $(NBDC_LIBS)
 
+api_tls_nbdc_SOURCES = api-tls.c api-tap.h
+api_tls_nbdc_LDFLAGS = -no-install
+api_tls_nbdc_LDADD = $(NBDC_LIBS)
+
 diff_transcript_nbdc_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_nbdc_LDFLAGS = -no-install
 diff_transcript_nbdc_LDADD = $(NBDC_LIBS)
@@ -86,6 +92,7 @@ API_LIBNBD_TESTS = \
 	api-settings-libnbd.sh \
 	api-uri-libnbd.sh \
 	api-opt-libnbd.sh \
+	api-tls-libnbd.sh \
 	$(NULL)
 
 if HAVE_LIBNBD
@@ -98,6 +105,7 @@ check_PROGRAMS += \
 	api-settings-libnbd \
 	api-uri-libnbd \
 	api-opt-libnbd \
+	api-tls-libnbd \
 	diff-transcript-libnbd \
 	$(NULL)
 
@@ -135,6 +143,10 @@ api_uri_libnbd_LDADD = $(LIBNBD_LIBS)
 api_opt_libnbd_SOURCES = api-opt.c api-tap.h
 api_opt_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_opt_libnbd_LDADD = $(LIBNBD_LIBS)
+
+api_tls_libnbd_SOURCES = api-tls.c api-tap.h
+api_tls_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+api_tls_libnbd_LDADD = $(LIBNBD_LIBS)
 
 diff_transcript_libnbd_SOURCES = diff-transcript.c api-tap.h
 diff_transcript_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
