@@ -4,6 +4,10 @@
  * Usage: api-integrity mixed SOCKET TRIM [SEED]
  *        api-integrity bigwrites SOCKET
  *
+ * SOCKET is a Unix socket, or an NBD URI (anything with "://"), which may
+ * name local files (nbds+unix://alice@/?socket=S&tls-psk-file=F: the
+ * same through TLS).
+ *
  * mixed: THREADS threads share one handle.  Each owns a region of the
  * export and keeps DEPTH aio commands in flight there (THREADS x DEPTH in
  * all): random pwrite (some with FUA), pread, zero (plain, NO_HOLE,
@@ -558,12 +562,36 @@ check_whole_export (const char *what)
   free (buf);
 }
 
+/* A Unix socket, or a URI with local files allowed. */
+static struct nbd_handle *
+connect_socket_or_uri (const char *sock)
+{
+  struct nbd_handle *handle;
+
+  if (strstr (sock, "://") == NULL)
+    return tap_connect_unix (sock);
+  handle = tap_create ();
+#ifdef LIBNBD_HAVE_NBD_SET_URI_ALLOW_LOCAL_FILE
+  if (nbd_set_uri_allow_local_file (handle, true) == -1)
+    tap_bail ("nbd_set_uri_allow_local_file");
+#else
+  tap_bail ("this library has no nbd_set_uri_allow_local_file");
+#endif
+  if (nbd_connect_uri (handle, sock) == -1)
+    tap_bail ("nbd_connect_uri %s", sock);
+#ifdef LIBNBD_HAVE_NBD_GET_TLS_NEGOTIATED
+  if (strncmp (sock, "nbds", 4) == 0)
+    tap_ok (nbd_get_tls_negotiated (handle) == 1, "TLS negotiated");
+#endif
+  return handle;
+}
+
 static void
 connect_and_probe (const char *sock)
 {
   unsigned char *start;
 
-  h = tap_connect_unix (sock);
+  h = connect_socket_or_uri (sock);
   disk_size = nbd_get_size (h);
   if (disk_size < THREADS * MAX_COUNT)
     tap_bail ("export too small: %" PRIu64 " bytes", disk_size);
