@@ -61,6 +61,7 @@
 #define NBD_OPT_EXPORT_NAME         1
 #define NBD_OPT_ABORT               2
 #define NBD_OPT_LIST                3
+#define NBD_OPT_STARTTLS            5
 #define NBD_OPT_INFO                6
 #define NBD_OPT_GO                  7
 #define NBD_OPT_STRUCTURED_REPLY    8
@@ -183,6 +184,20 @@ enum handshake_fault {
   HS_META_LIST_NAME_TOO_LONG,   /* a context name of 5000 bytes */
   HS_META_LIST_SERVER_REPLY,    /* NBD_REP_SERVER in reply to it */
   HS_META_LIST_ERROR,           /* NBD_REP_ERR_UNSUP */
+  /* Replies to NBD_OPT_STARTTLS (by default NBD_REP_ERR_UNSUP: no TLS
+   * here).  After an ACK the server speaks no TLS: it reads the client's
+   * first TLS record (its ClientHello) and misbehaves.  A client that
+   * sends a plaintext option instead is served in plaintext, as a server
+   * that stripped TLS would: the connection then works, and a row that
+   * expects it to fail catches the downgrade.
+   */
+  HS_STARTTLS_ERR_UNSUP,        /* NBD_REP_ERR_UNSUP, said explicitly */
+  HS_STARTTLS_ERR_POLICY,       /* NBD_REP_ERR_POLICY */
+  HS_STARTTLS_INJECT,           /* ACK, and plaintext right behind it */
+  HS_STARTTLS_CLOSE_IN_TLS,     /* ACK, read the ClientHello, close */
+  HS_STARTTLS_HANG_IN_TLS,      /* ACK, read the ClientHello, say nothing */
+  HS_STARTTLS_GARBAGE,          /* ACK, read the ClientHello, answer with
+                                   a ServerHello of garbage */
 };
 
 /* NBD_INFO_BLOCK_SIZE (minimum, preferred, maximum) of the HS_BLOCK_*
@@ -283,12 +298,35 @@ write_all (const void *buf, size_t len)
   }
 }
 
+/* Bytes read ahead, which read_all returns first (unread). */
+static unsigned char pushback[16];
+static size_t pushback_len;
+
+static void
+unread (const void *buf, size_t len)
+{
+  if (len > sizeof pushback - pushback_len)
+    abort ();
+  memmove (pushback + len, pushback, pushback_len);
+  memcpy (pushback, buf, len);
+  pushback_len += len;
+}
+
 /* Read exactly len bytes; exit quietly if the client goes away. */
 static void
 read_all (void *buf, size_t len)
 {
   unsigned char *p = buf;
 
+  if (pushback_len > 0) {
+    size_t n = len < pushback_len ? len : pushback_len;
+
+    memcpy (p, pushback, n);
+    memmove (pushback, pushback + n, pushback_len - n);
+    pushback_len -= n;
+    p += n;
+    len -= n;
+  }
   while (len > 0) {
     ssize_t r = read (in_fd, p, len);
     if (r == -1 && errno == EINTR)
@@ -831,6 +869,87 @@ reply_info (uint32_t option, const unsigned char *data, uint32_t length)
   return false;
 }
 
+/* After a STARTTLS ACK: read the client's first TLS record (5-byte
+ * header: content type 22, handshake, then version and length).  Returns
+ * false if the client sent a plaintext option instead (put back for the
+ * option loop to serve: the downgrade a client must never make).
+ */
+static bool
+read_client_hello (void)
+{
+  unsigned char header[5];
+  unsigned char *record;
+  size_t length;
+
+  read_all (header, sizeof header);
+  if (get_be (header, 5) == NBD_OPTS_MAGIC >> 24) {
+    fprintf (stderr, "bad-server: a plaintext option after STARTTLS\n");
+    unread (header, sizeof header);
+    return false;
+  }
+  if (header[0] != 22)
+    fail ("the client's first bytes after STARTTLS are no TLS handshake");
+  length = get_be (header + 3, 2);
+  record = malloc (length);
+  if (record == NULL)
+    fail ("out of memory");
+  read_all (record, length);
+  free (record);
+  return true;
+}
+
+/* Reply to NBD_OPT_STARTTLS as the scenario says.  Returns when the
+ * option loop goes on in plaintext.
+ */
+static void
+reply_starttls (uint32_t option)
+{
+  static const unsigned char garbage[] = "this is not a TLS record";
+
+  switch (scenario->handshake_fault) {
+  case HS_STARTTLS_ERR_POLICY:
+    option_reply (option, NBD_REP_ERR_POLICY, 0);
+    flush_out ();
+    return;
+  case HS_STARTTLS_INJECT:
+    /* An NBD_REP_ACK to the GO the client has not sent yet. */
+    option_reply (option, NBD_REP_ACK, 0);
+    option_reply (NBD_OPT_GO, NBD_REP_ACK, 0);
+    flush_out ();
+    break;
+  case HS_STARTTLS_CLOSE_IN_TLS:
+  case HS_STARTTLS_HANG_IN_TLS:
+  case HS_STARTTLS_GARBAGE:
+    option_reply (option, NBD_REP_ACK, 0);
+    flush_out ();
+    break;
+  default:                      /* HS_STARTTLS_ERR_UNSUP, and the rest */
+    option_reply (option, NBD_REP_ERR_UNSUP, 0);
+    flush_out ();
+    return;
+  }
+
+  if (!read_client_hello ())
+    return;
+  switch (scenario->handshake_fault) {
+  case HS_STARTTLS_CLOSE_IN_TLS:
+    exit (EXIT_SUCCESS);
+  case HS_STARTTLS_GARBAGE:
+    /* A handshake record holding a whole ServerHello of garbage. */
+    put_be (22, 1);             /* content type: handshake */
+    put_be16 (0x0303);          /* TLS 1.2 */
+    put_be16 (4 + sizeof garbage);
+    put_be (2, 1);              /* handshake type: ServerHello */
+    put_be (sizeof garbage, 3);
+    put (garbage, sizeof garbage);
+    flush_out ();
+    break;
+  default:
+    break;
+  }
+  wait_for_eof ();
+}
+
 static void
 handshake_oldstyle (void)
 {
@@ -937,6 +1056,9 @@ handshake_newstyle (void)
       option_reply (option, NBD_REP_ACK, 0);
       flush_out ();
       exit (EXIT_SUCCESS);
+    case NBD_OPT_STARTTLS:
+      reply_starttls (option);
+      break;
     case NBD_OPT_STRUCTURED_REPLY:
       reply_structured_reply (option);
       break;
@@ -2319,6 +2441,24 @@ static const struct scenario scenarios[] = {
   { "meta-list-error",
     "LIST_META_CONTEXT refused with NBD_REP_ERR_UNSUP",
     0, HS_META_LIST_ERROR, NULL },
+  { "starttls-err-unsup",
+    "refuses STARTTLS with NBD_REP_ERR_UNSUP",
+    0, HS_STARTTLS_ERR_UNSUP, NULL },
+  { "starttls-err-policy",
+    "refuses STARTTLS with NBD_REP_ERR_POLICY",
+    0, HS_STARTTLS_ERR_POLICY, NULL },
+  { "starttls-inject",
+    "ACKs STARTTLS with plaintext (a GO ACK) right behind the ACK",
+    0, HS_STARTTLS_INJECT, NULL },
+  { "starttls-close-in-tls",
+    "ACKs STARTTLS, reads the ClientHello and closes",
+    0, HS_STARTTLS_CLOSE_IN_TLS, NULL },
+  { "starttls-hang-in-tls",
+    "ACKs STARTTLS, reads the ClientHello and sends nothing more",
+    0, HS_STARTTLS_HANG_IN_TLS, NULL },
+  { "starttls-garbage",
+    "ACKs STARTTLS, reads the ClientHello, answers a garbage ServerHello",
+    0, HS_STARTTLS_GARBAGE, NULL },
 };
 
 #pragma GCC diagnostic pop

@@ -24,7 +24,16 @@
  *                ENOTCONN and a new command fails with EINVAL;
  *   no-connect   the connection fails with errno E and an error message,
  *                the handle is dead and a read on it then fails at once
- *                with EINVAL.
+ *                with EINVAL;
+ *   times-out    a server that stops answering: the connection fails
+ *                with errno E (ETIMEDOUT; libnbd 1.14: 0, after GnuTLS's
+ *                40 s handshake timeout), not before STALL_SECONDS and
+ *                within STALL_LIMIT; the handle is dead.
+ *
+ * Rows with .tls set TLS (ALLOW or REQUIRE) with a PSK before connecting
+ * (bad-server's STARTTLS scenarios: PROTOCOL.md, "STARTTLS"); a handle
+ * that connects must say nbd_get_tls_negotiated 0, as bad-server never
+ * speaks TLS.
  *
  * A row with .command issues nbd_aio_block_status or nbd_aio_pwrite
  * instead of the first read, with the same outcomes (a block status
@@ -100,9 +109,12 @@
 #define MAX_POLLS         1000000 /* events without completion: a loop */
 #define BOUNDED_POLL_MS   100    /* nbd_poll timeout of bounded_poll rows */
 #define BOUNDED_POLL_LIMIT 1.0   /* seconds, times $NBDC_SLOWDOWN */
+#define STALL_SECONDS     3.0    /* ... and these too */
+#define STALL_LIMIT       60.0
+#define TLS_USERNAME      "alice"
 
 enum outcome { WORKS, FAILS_USABLE, DIES, WORKS_THEN_DIES, CLOSES,
-               NO_CONNECT };
+               NO_CONNECT, TIMES_OUT };
 
 /* The option call of an opt-mode row (nbd_set_opt_mode(3)). */
 enum opt_call { OPT_NONE, OPT_LIST, OPT_LIST_META, OPT_INFO };
@@ -117,6 +129,7 @@ outcome_name (enum outcome outcome)
   case WORKS_THEN_DIES: return "read works, then the handle dies";
   case CLOSES: return "handle closed";
   case NO_CONNECT: return "connect fails";
+  case TIMES_OUT: return "connect times out";
   }
   abort ();
 }
@@ -211,6 +224,9 @@ struct expectation {
                                    passes to its callback */
   bool go_fails;                /* opt: the server refuses GO as well */
   bool sync;                    /* opt: the blocking call (nbd_opt_*) */
+  int tls;                      /* nbd_set_tls to this (ALLOW, REQUIRE)
+                                   with a PSK file and user "alice";
+                                   0: not called (TLS disabled) */
   const char *message;          /* opt, dies: libnbdc's error names the
                                    rule with this text */
 };
@@ -890,6 +906,71 @@ static const struct expectation expectations[] = {
   { "missing-info-export", false, 0, DIES, EPROTO, ANY,
     "INFO must send NBD_INFO_EXPORT before its ACK",
     .opt = OPT_INFO },
+  /* STARTTLS (PROTOCOL.md, "STARTTLS"; the NBD spec, "TLS support").
+   * Under REQUIRE an error reply, a server that cannot take options
+   * (no FIXED_NEWSTYLE, oldstyle) or a failed TLS handshake is fatal:
+   * never fall back to plaintext.  Under ALLOW an error reply means
+   * plaintext; after an ACK there is no way back.  Bytes the server sends
+   * after its ACK and before TLS must not be taken as the server's (a
+   * plaintext injection): they break the handshake.  libnbd 1.14 leaves
+   * errno 0 for GnuTLS errors.
+   */
+  { "starttls-err-unsup", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "REQUIRE: STARTTLS refused (ERR_UNSUP), no plaintext fallback",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-err-policy", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "REQUIRE: STARTTLS refused (ERR_POLICY), no plaintext fallback",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-err-unsup", false, 0, WORKS, 0, ANY,
+    "ALLOW: STARTTLS refused (ERR_UNSUP), go on in plaintext",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_ALLOW },
+  { "starttls-err-policy", false, 0, WORKS, 0, ANY,
+    "ALLOW: STARTTLS refused (ERR_POLICY), go on in plaintext",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_ALLOW },
+  { "starttls-err-unsup", true, 0, WORKS, 0, ANY,
+    "ALLOW: STARTTLS refused (ERR_UNSUP), go on in plaintext",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_ALLOW },
+  { "starttls-inject", false, 0, NO_CONNECT, EPROTO, ANY,
+    "plaintext after the STARTTLS ACK breaks TLS; no plaintext GO follows",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-inject", false, 0, NO_CONNECT, EPROTO, ANY,
+    "ALLOW: no plaintext fallback after the STARTTLS ACK",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_ALLOW },
+  { "starttls-close-in-tls", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "EOF in the TLS handshake fails the connection",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-close-in-tls", false, 0, NO_CONNECT, ECONNRESET, ANY,
+    "ALLOW: EOF in the TLS handshake, no plaintext fallback",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_ALLOW },
+  /* libnbd 1.14 blocks inside one nbd_poll for GnuTLS's 40 s handshake
+   * timeout, then fails (errno 0).
+   */
+  { "starttls-hang-in-tls", false, 0, TIMES_OUT, ETIMEDOUT, ANY,
+    "a server silent in the TLS handshake: not waited for forever",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-garbage", false, 0, NO_CONNECT, EPROTO, ANY,
+    "a ServerHello of garbage fails the handshake",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_REQUIRE },
+  { "starttls-garbage", false, 0, NO_CONNECT, EPROTO, ANY,
+    "ALLOW: a ServerHello of garbage, no plaintext fallback",
+    .same_as_libnbd = true, .libnbd_errno_0 = true,
+    .tls = LIBNBD_TLS_ALLOW },
+  { "plain-newstyle", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "REQUIRE: a server without FIXED_NEWSTYLE cannot do STARTTLS",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_REQUIRE },
+  { "plain-newstyle", false, 0, WORKS, 0, ANY,
+    "ALLOW: a server without FIXED_NEWSTYLE: plaintext",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_ALLOW },
+  { "oldstyle", false, 0, NO_CONNECT, ENOTSUP, ANY,
+    "REQUIRE: an oldstyle server cannot do STARTTLS",
+    .same_as_libnbd = true, .tls = LIBNBD_TLS_REQUIRE },
+
   /* libnbd 1.14 keeps every context; libnbdc at most 256. */
   { "meta-context-too-many", false, 0, NO_CONNECT, EPROTO, ANY,
     "at most 256 meta contexts are kept",
@@ -930,6 +1011,16 @@ struct read_state {
   uint64_t error_chunk_offset;
   int error_chunk_errno;
 };
+
+/* The TLS calls the .tls rows need. */
+#if defined (LIBNBD_HAVE_NBD_SET_TLS) &&                \
+  defined (LIBNBD_HAVE_NBD_SET_TLS_PSK_FILE) &&         \
+  defined (LIBNBD_HAVE_NBD_SET_TLS_USERNAME) &&         \
+  defined (LIBNBD_HAVE_NBD_GET_TLS_NEGOTIATED)
+#define HAVE_TLS_API 1
+#endif
+
+static char psk_file[] = "/tmp/hostile-replies-psk-XXXXXX";
 
 static unsigned tests;
 static unsigned failures;
@@ -1421,6 +1512,14 @@ handshake_learned (struct nbd_handle *h, const struct expectation *e,
   bool ok = true;
   int i;
 
+#ifdef HAVE_TLS_API
+  /* bad-server speaks no TLS. */
+  if (e->tls && nbd_get_tls_negotiated (h) != 0) {
+    printf ("# %s: nbd_get_tls_negotiated is %d\n", name,
+            nbd_get_tls_negotiated (h));
+    ok = false;
+  }
+#endif
   /* nbd_can_df(3): DF works only with structured replies. */
   if (nbd_can_df (h) == 1 && nbd_get_structured_replies_negotiated (h) != 1) {
     printf ("# %s: nbd_can_df is 1 without structured replies\n", name);
@@ -1541,6 +1640,7 @@ outcome_met (struct nbd_handle *h, const struct expectation *e,
       first->poll.message == NULL &&
       second->cookie == -1 && second->error == EINVAL;
   case NO_CONNECT:
+  case TIMES_OUT:
     break;
   }
   abort ();
@@ -2193,6 +2293,77 @@ run_opt (const char *server, const struct expectation *e)
   free_read (&second);
 }
 
+/* A .tls row: TLS on h as the row says, with the PSK of psk_file. */
+static bool
+tls_setup (struct nbd_handle *h, const struct expectation *e)
+{
+#ifdef HAVE_TLS_API
+  if (nbd_set_tls (h, e->tls) == -1 ||
+      nbd_set_tls_psk_file (h, psk_file) == -1 ||
+      nbd_set_tls_username (h, TLS_USERNAME) == -1) {
+    printf ("# TLS settings: %s\n", nbd_get_error ());
+    return false;
+  }
+  return true;
+#else
+  printf ("# this library has no TLS calls (nbd_set_tls ...)\n");
+  return false;
+#endif
+}
+
+/* A PSK file for user TLS_USERNAME (the key does not matter: bad-server
+ * never gets that far).
+ */
+static void
+make_psk_file (void)
+{
+  static const char line[] = TLS_USERNAME ":"
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n";
+  int fd = mkstemp (psk_file);
+
+  if (fd == -1 || write (fd, line, strlen (line)) != (ssize_t) strlen (line)
+      || close (fd) == -1) {
+    perror (psk_file);
+    exit (EXIT_FAILURE);
+  }
+}
+
+static void
+remove_psk_file (void)
+{
+  unlink (psk_file);
+}
+
+/* A TIMES_OUT row: drive the connection (nbd_poll with a short timeout,
+ * however long the library blocks in it) until it ends or STALL_LIMIT
+ * passes; it must fail with the row's errno, and not at once.
+ */
+static bool
+times_out (struct nbd_handle *h, const struct expectation *e,
+           const char *name)
+{
+  double start = now ();
+  char *message = NULL;
+  int error = 0;
+  bool ok;
+
+  while (nbd_aio_is_connecting (h) &&
+         now () - start < STALL_LIMIT * slowdown) {
+    if (nbd_poll (h, BOUNDED_POLL_MS) == -1) {
+      message = copy_error ();
+      error = nbd_get_errno ();
+      break;
+    }
+  }
+  printf ("# %s: after %.1f s: handle %s, errno %s: %s\n", name,
+          now () - start, nbd_connection_state (h), strerror (error),
+          message ? message : "(no error)");
+  ok = nbd_aio_is_dead (h) && message != NULL && message[0] != '\0' &&
+    errno_is (e, error) && now () - start >= STALL_SECONDS;
+  free (message);
+  return ok;
+}
+
 static void
 run (const char *server, const struct expectation *e)
 {
@@ -2213,9 +2384,11 @@ run (const char *server, const struct expectation *e)
     run_opt (server, e);
     return;
   }
-  snprintf (name, sizeof name, "%s%s%s%s%s", e->scenario,
+  snprintf (name, sizeof name, "%s%s%s%s%s%s", e->scenario,
             e->trickle ? " (trickle)" : "", e->flags & DF ? " (DF)" : "",
-            e->abandon ? " (abandon)" : "", command_suffix (e));
+            e->abandon ? " (abandon)" : "", command_suffix (e),
+            e->tls == LIBNBD_TLS_REQUIRE ? " (TLS require)" :
+            e->tls == LIBNBD_TLS_ALLOW ? " (TLS allow)" : "");
   argv[argc++] = (char *) server;
   if (e->trickle)
     argv[argc++] = (char *) "--trickle";
@@ -2234,6 +2407,22 @@ run (const char *server, const struct expectation *e)
   }
   if (e->command)
     command_setup (h, e->command);
+  if (e->tls && !tls_setup (h, e)) {
+    tap (false, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+    tap (false, "%s: callbacks, .free and buffer bounds: not run", name);
+    nbd_close (h);
+    return;
+  }
+  if (e->outcome == TIMES_OUT) {
+    bool ok = nbd_aio_connect_command (h, argv) == 0 &&
+      times_out (h, e, name);
+
+    tap (ok, "%s: %s (%s)", name, outcome_name (e->outcome), e->rule);
+    nbd_close (h);
+    tap (true, "%s: callbacks, .free and buffer bounds: nothing issued",
+         name);
+    return;
+  }
 
   if (e->reads > 1 ? (server_pid = connect_tcp (h, argv)) == -1
       : nbd_aio_connect_command (h, argv) == -1) {
@@ -2382,6 +2571,8 @@ main (int argc, char *argv[])
     exit (EXIT_FAILURE);
   }
   server = argv[first++];
+  make_psk_file ();
+  atexit (remove_psk_file);
   if (getenv ("NBDC_SLOWDOWN") && atoi (getenv ("NBDC_SLOWDOWN")) > 1)
     slowdown = atoi (getenv ("NBDC_SLOWDOWN"));
 
