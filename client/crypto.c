@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include <gnutls/gnutls.h>
@@ -30,6 +31,12 @@
 
 /* The largest PSK file read; psktool writes one short line per user. */
 #define MAX_PSK_FILE (1024 * 1024)
+
+/* A TLS handshake the server has not finished after this long fails
+ * (GnuTLS's own default, which libnbd 1.14 ends up with); the environment
+ * variable LIBNBDC_TLS_HANDSHAKE_TIMEOUT (seconds) changes it.
+ */
+#define TLS_HANDSHAKE_TIMEOUT 40
 
 /* Most plaintext that fits in one TLS record: small writes (requests)
  * are gathered into one record up to this.
@@ -42,6 +49,7 @@ struct tls_session {
   gnutls_psk_client_credentials_t psk;
   size_t send_pending;          /* bytes of a record GnuTLS still holds */
   bool recv_wants_write;        /* a read waits for the socket to drain */
+  struct timespec deadline;     /* of the handshake (CLOCK_MONOTONIC) */
   char gather[MAX_RECORD];      /* small iovecs gathered into one record */
   char error[256];              /* the text of the last failure */
 };
@@ -247,15 +255,20 @@ const struct transport tls_transport = {
   .error = tls_error,
 };
 
-/* The TLS user name: the one set, else the login name (as libnbd). */
+/* The TLS user name: the one set, else $LOGNAME, else the login name (as
+ * libnbd).
+ */
 char *
 tls_user_name (struct nbd_handle *h)
 {
+  const char *logname = getenv ("LOGNAME");
   char name[256];
   int err;
 
   if (h->tls_username)
     return strdup (h->tls_username);
+  if (logname && *logname)
+    return strdup (logname);
   err = getlogin_r (name, sizeof name);
   if (err) {
     set_error (err, "getlogin_r: %s", strerror (err));
@@ -321,7 +334,7 @@ set_psk_credentials (struct nbd_handle *h, struct tls_session *t)
     if (strncmp (line, user, ulen) == 0 && line[ulen] == ':')
       break;
   if (line == NULL) {
-    set_dead (h, ENOENT, "TLS: user \"%s\" not found in the PSK file %s",
+    set_dead (h, EINVAL, "TLS: user \"%s\" not found in the PSK file %s",
               user, h->tls_psk_file);
     goto out;
   }
@@ -505,6 +518,15 @@ set_server_name (struct nbd_handle *h, struct tls_session *t)
     debug (h, "TLS: cannot send the server name %s", host);
 }
 
+static int
+handshake_timeout (void)
+{
+  const char *s = getenv ("LIBNBDC_TLS_HANDSHAKE_TIMEOUT");
+  int v = s ? atoi (s) : 0;
+
+  return v > 0 ? v : TLS_HANDSHAKE_TIMEOUT;
+}
+
 /* The server acknowledged NBD_OPT_STARTTLS: set up the session and switch
  * the handle to the TLS transport.  Returns 0, or -1 with the handle dead.
  */
@@ -534,9 +556,53 @@ tls_start (struct nbd_handle *h)
   gnutls_transport_set_pull_function (t->session, tls_pull);
   gnutls_transport_set_pull_timeout_function (t->session, tls_pull_timeout);
   gnutls_transport_set_vec_push_function (t->session, tls_vec_push);
+  clock_gettime (CLOCK_MONOTONIC, &t->deadline);
+  t->deadline.tv_sec += handshake_timeout ();
   h->tls_session = t;
   h->transport = &tls_transport;
   return 0;
+}
+
+/* Milliseconds left until the TLS handshake's deadline, or -1 when no
+ * handshake is running.
+ */
+static int64_t
+handshake_ms_left (const struct nbd_handle *h)
+{
+  struct timespec now;
+  int64_t ms;
+
+  if (h->tls_session == NULL || h->state != STATE_HANDSHAKE ||
+      h->phase != PHASE_TLS_HANDSHAKE)
+    return -1;
+  clock_gettime (CLOCK_MONOTONIC, &now);
+  ms = (h->tls_session->deadline.tv_sec - now.tv_sec) * 1000 +
+    (h->tls_session->deadline.tv_nsec - now.tv_nsec) / 1000000;
+  return ms < 0 ? 0 : ms;
+}
+
+/* A poll timeout (ms, < 0: none) cut to the handshake's deadline. */
+int
+tls_poll_timeout (const struct nbd_handle *h, int timeout)
+{
+  int64_t left = handshake_ms_left (h);
+
+  if (left >= 0 && (timeout < 0 || left < timeout))
+    return left;
+  return timeout;
+}
+
+/* After a poll that timed out: if the handshake's deadline passed, the
+ * connection fails (ETIMEDOUT) and this returns true.
+ */
+bool
+tls_handshake_expired (struct nbd_handle *h)
+{
+  if (handshake_ms_left (h) != 0)
+    return false;
+  set_dead (h, ETIMEDOUT, "TLS handshake: the server did not finish it "
+            "within %d seconds", handshake_timeout ());
+  return true;
 }
 
 /* Why the server's certificate was refused, in words. */
@@ -585,8 +651,12 @@ tls_handshake (struct nbd_handle *h)
     set_dead (h, ECONNRESET, "TLS handshake: the server closed the "
               "connection (%s)", gnutls_strerror (err));
     return IO_ERROR;
+  case GNUTLS_E_MEMORY_ERROR:
+    set_dead (h, ENOMEM, "TLS handshake: %s", gnutls_strerror (err));
+    return IO_ERROR;
   default:
-    set_dead (h, EIO, "TLS handshake: %s", gnutls_strerror (err));
+    /* What the server sent is not a TLS handshake we accept. */
+    set_dead (h, EPROTO, "TLS handshake: %s", gnutls_strerror (err));
     return IO_ERROR;
   }
   t->recv_wants_write = false;

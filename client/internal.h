@@ -434,6 +434,8 @@ extern int set_created_bool (struct nbd_handle *h, bool *field, bool value);
 extern int tls_start (struct nbd_handle *h);
 extern int tls_handshake (struct nbd_handle *h);
 extern char *tls_user_name (struct nbd_handle *h);
+extern int tls_poll_timeout (const struct nbd_handle *h, int timeout);
+extern bool tls_handshake_expired (struct nbd_handle *h);
 
 /* handshake.c */
 extern int handshake_step (struct nbd_handle *h);

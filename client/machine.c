@@ -216,7 +216,8 @@ poll_once (struct nbd_handle *h, int timeout, struct command *cmd)
       (dir & LIBNBD_AIO_DIRECTION_WRITE ? POLLOUT : 0);
     h->polling = true;
     h->polling_out = events & POLLOUT;
-    r = poll_unlocked (h, events, timeout, &revents, false);
+    r = poll_unlocked (h, events, tls_poll_timeout (h, timeout), &revents,
+                       false);
     h->polling = false;
     if (h->state == STATE_DEAD || h->state == STATE_CLOSED)
       return poller_saw_end (h);
@@ -228,6 +229,10 @@ poll_once (struct nbd_handle *h, int timeout, struct command *cmd)
   }
   if (r > 0)
     r = run_machine (h) == -1 ? -1 : 1;
+  else if (r == 0 && tls_handshake_expired (h)) {
+    settle (h);
+    r = -1;
+  }
   wake_progress_waiters (h);
   return r;
 }
