@@ -6,15 +6,14 @@
 
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
+. "${srcdir:-.}/tls-functions.sh"
 
 requires_proxy
-requires nbdcopy nbdinfo qemu-io psktool certtool md5sum
+requires_tls_tools
+requires nbdcopy nbdinfo qemu-io md5sum
 tmpdir_setup
-
-psktool -u alice -p "$tmpdir/keys.psk" >/dev/null 2>&1 ||
-  skip_all "psktool cannot make a PSK file"
-psktool -u alice -p "$tmpdir/other.psk" >/dev/null 2>&1
-psk=$tmpdir/keys.psk
+make_tls_keys
+psk=$tls/keys.psk
 
 # A TLS upstream with random data on it.
 head -c 16M /dev/urandom >"$tmpdir/random.img"
@@ -70,7 +69,7 @@ expect_fail ()
   fi
 }
 expect_fail "wrong PSK: refused at start-up" "cannot connect to upstream" \
-  socket="$tmpdir/up.sock" tls=require tls-psk="$tmpdir/other.psk" \
+  socket="$tmpdir/up.sock" tls=require tls-psk="$tls/other.psk" \
   tls-username=alice
 expect_fail "unknown PSK user: refused at start-up" "not found in the PSK" \
   socket="$tmpdir/up.sock" tls=require tls-psk="$psk" tls-username=bob
@@ -82,5 +81,35 @@ start_proxy pxallow socket="$tmpdir/plain.sock" tls=on
 same "tls=on, plaintext upstream: served" \
   "$(nbdinfo --size "$(proxy_uri pxallow)")" 1048576
 stop_proxy pxallow
+
+# X.509 over TCP: the upstream's certificate names localhost and is
+# signed by the test CA, which the proxy's tls-certificates= directory
+# holds (with a client certificate, which the upstream demands).
+start_nbdkit_tls_tcp x509 --tls=require --tls-certificates="$tls/server" \
+  --tls-verify pattern 8M
+x509_port=$tcp_port
+start_nbdkit_tls_tcp wrong --tls=require \
+  --tls-certificates="$tls/wronghost" pattern 8M
+wrong_port=$tcp_port
+start_nbdkit pat pattern 8M
+want=$(checksum "nbd+unix:///?socket=$tmpdir/pat.sock")
+start_proxy pxx509 hostname=localhost port="$x509_port" tls=require \
+  tls-certificates="$tls/client"
+same "X.509 with a client certificate: the data" \
+  "$(checksum "$(proxy_uri pxx509)")" "$want"
+stop_proxy pxx509
+start_proxy pxx509uri \
+  "uri=nbds://localhost:$x509_port/?tls-certificates=$tls/client"
+same "X.509 nbds:// URI: the data" "$(checksum "$(proxy_uri pxx509uri)")" \
+  "$want"
+stop_proxy pxx509uri
+expect_fail "X.509: a certificate for another host: refused" \
+  "certificate was refused" hostname=localhost port="$wrong_port" \
+  tls=require tls-certificates="$tls/client"
+start_proxy pxnoverify hostname=localhost port="$wrong_port" tls=require \
+  tls-certificates="$tls/client" tls-verify=false
+same "X.509 with tls-verify=false: a misnamed certificate is taken" \
+  "$(checksum "$(proxy_uri pxnoverify)")" "$want"
+stop_proxy pxnoverify
 
 tap_done
