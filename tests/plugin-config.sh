@@ -39,43 +39,6 @@ else
   tap_result "ok" "the plugin does not link libnbd"
 fi
 
-# fails DESCRIPTION EXPECTED-TEXT KEYS...: nbdkit refuses to start, with
-# one error line containing EXPECTED-TEXT.
-#
-# In the sanitizer build nbdkit (with libasan preloaded) can deadlock in
-# exit(), in p11-kit's destructor (freelocale waits for the locale lock),
-# after a message that used strerror: there, once the error line is out
-# and nbdkit has not exited 3 s later, it is killed and counts as exited.
-fails ()
-{
-  _desc=$1; _want=$2; shift 2
-  ( proxy_exec_nbdkit -f -U "$tmpdir/never.sock" "$plugin" "$@" ) \
-    >"$tmpdir/fail.out" 2>&1 &
-  _fp=$!
-  _i=0 _st=
-  while [ $_i -lt 600 ]; do
-    if ! kill -0 $_fp 2>/dev/null; then
-      wait $_fp; _st=$?; break
-    fi
-    if [ -n "$_proxy_preload" ] && [ $_i -ge 30 ] &&
-       grep -q 'error:' "$tmpdir/fail.out"; then
-      kill -9 $_fp 2>/dev/null; wait $_fp 2>/dev/null; _st=1
-      echo "# nbdkit hung in exit (sanitizer build): killed" >>"$tmpdir/fail.out"
-      break
-    fi
-    sleep 0.1; _i=$((_i + 1))
-  done
-  [ -n "$_st" ] || { kill -9 $_fp; wait $_fp 2>/dev/null; _st=124; }
-  _errors=$(grep -c 'error:' "$tmpdir/fail.out")
-  if [ $_st -ne 0 ] && [ $_st -ne 124 ] && [ "$_errors" -eq 1 ] &&
-     grep -q -- "$_want" "$tmpdir/fail.out"; then
-    tap_result "ok" "$_desc"
-  else
-    tap_result "not ok" "$_desc (status $_st)"
-    sed 's/^/# /' "$tmpdir/fail.out" | tail -n 20
-  fi
-}
-
 fails "no upstream" "no upstream" export=x
 fails "two upstreams" "second upstream" socket=/a hostname=b
 fails "unknown key" "unknown parameter 'bogus'" socket=/a bogus=1
