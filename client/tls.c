@@ -66,7 +66,9 @@ nbd_get_tls (struct nbd_handle *h)
   return h->tls;
 }
 
-/* Known once the handshake got past STARTTLS (or went without it). */
+/* Known once the handshake got past STARTTLS (or went without it); as in
+ * libnbd, a dead handle is EINVAL.
+ */
 int
 nbd_get_tls_negotiated (struct nbd_handle *h)
 {
@@ -75,7 +77,7 @@ nbd_get_tls_negotiated (struct nbd_handle *h)
   ENTER ();
   lock_handle (h);
   if (h->state == STATE_NEGOTIATING || h->state == STATE_READY ||
-      h->state == STATE_CLOSED || h->state == STATE_DEAD)
+      h->state == STATE_CLOSED)
     r = h->tls_negotiated;
   else {
     set_state_error (h);

@@ -352,6 +352,8 @@ test_tcp (const char *port)
   tap_ok (nbd_connect_tcp (h, "127.0.0.1", port) == -1 &&
           nbd_get_errno () == ENOTSUP,
           "LIBNBD_TLS_REQUIRE, server without TLS: ENOTSUP");
+  tap_ok (nbd_get_tls_negotiated (h) == -1 && nbd_get_errno () == EINVAL,
+          "nbd_get_tls_negotiated(3) on the dead handle: EINVAL");
   snprintf (uri, sizeof uri, "nbds://127.0.0.1:%s/", port);
   tap_check_string (nbd_get_uri (h), uri,
                     "nbd_get_uri(3) says nbds when TLS is required");
