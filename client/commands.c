@@ -241,15 +241,30 @@ command_complete (struct nbd_handle *h, struct command *cmd)
   debug (h, "cookie %" PRIu64 " completed: %s", cmd->cookie,
          cmd->error ? strerror (cmd->error) : "success");
   list_append (&h->done, cmd);
-  wake_command_waiter (cmd);
   if (r == 1)
     command_retire (h, cmd);
+  else if (cmd->waiter) {
+    /* A blocking call waits for it: retire it here and hand the result
+     * over, so that thread returns without taking the lock.
+     */
+    struct waiter *w = cmd->waiter;
+    int error = cmd->error;
+    char *msg = cmd->error_msg;
+
+    cmd->waiter = NULL;
+    cmd->error_msg = NULL;
+    command_retire (h, cmd);
+    hand_result (h, w, error, msg);
+  }
 }
 
-/* Forget a finished command: its callbacks are freed now. */
+/* Forget a finished command: its callbacks are freed now.  A thread still
+ * waiting for it is woken to find it gone.
+ */
 void
 command_retire (struct nbd_handle *h, struct command *cmd)
 {
+  wake_command_waiter (h, cmd);
   list_remove (&h->done, cmd);
   hash_remove (h, cmd);
   free_callbacks (&cmd->cb);

@@ -167,10 +167,12 @@ struct command {
 
 /* A thread sleeping on the handle (wait.c). */
 struct waiter {
-  pthread_cond_t cond;
+  uint32_t state;               /* futex word: WAITER_* in wait.c */
   struct waiter *prev, *next;   /* in h->waiters */
+  struct waiter *wake_next;     /* in h->wakes */
   struct command *cmd;          /* what it waits for; NULL: any progress */
-  bool woken;
+  int error;                    /* the result handed over (hand_result) */
+  char *error_msg;
 };
 
 struct cmd_list {
@@ -190,6 +192,8 @@ struct nbd_handle {
   bool write_polling;           /* a thread polls only to send more */
   int wakefd;                   /* eventfd that ends that poll, or -1 */
   struct waiter *waiters, *waiters_tail;  /* threads asleep (wait.c) */
+  struct waiter *wakes;         /* to wake once the lock is dropped */
+  unsigned relockers;           /* command waiters woken to look again */
   char *hname;
   uintptr_t private_data;
 
@@ -332,10 +336,16 @@ lock_handle (struct nbd_handle *h)
   pthread_mutex_lock (&h->lock);
 }
 
+extern void unlock_and_wake (struct nbd_handle *h);
+
+/* Wakes decided under the lock happen once it is dropped (wait.c). */
 static inline void
 unlock_handle (struct nbd_handle *h)
 {
-  pthread_mutex_unlock (&h->lock);
+  if (h->wakes)
+    unlock_and_wake (h);
+  else
+    pthread_mutex_unlock (&h->lock);
 }
 
 /* The server accepts DF (it needs structured replies). */
@@ -363,7 +373,10 @@ extern int input_discard (struct nbd_handle *h, size_t *left);
 extern const char *io_error_text (struct nbd_handle *h);
 
 /* wait.c */
-extern void wake_command_waiter (struct command *cmd);
+extern void wake_command_waiter (struct nbd_handle *h, struct command *cmd);
+extern void hand_result (struct nbd_handle *h, struct waiter *w, int error,
+                         char *msg);
+extern int take_result (void);
 extern void wake_progress_waiters (struct nbd_handle *h);
 extern bool wake_successor (struct nbd_handle *h);
 extern void wake_all_waiters (struct nbd_handle *h);
@@ -482,6 +495,7 @@ extern int aio_disconnect (struct nbd_handle *h, uint32_t flags);
 
 /* sync.c */
 extern int wait_for_connected (struct nbd_handle *h);
-extern int wait_for_command (struct nbd_handle *h, int64_t cookie);
+extern int wait_for_command (struct nbd_handle *h, int64_t cookie,
+                             bool *locked);
 
 #endif /* NBDC_INTERNAL_H */

@@ -17,9 +17,12 @@ wait_for_connected (struct nbd_handle *h)
   return h->state == STATE_READY || h->state == STATE_NEGOTIATING ? 0 : -1;
 }
 
-/* Wait for one command, retire it and return 0 or -1.  Called locked. */
+/* Wait for one command, retire it and return 0 or -1.  Called locked;
+ * *locked turns false if the result was handed over to this thread while
+ * it slept (wait.c), which then returns without the lock.
+ */
 int
-wait_for_command (struct nbd_handle *h, int64_t cookie)
+wait_for_command (struct nbd_handle *h, int64_t cookie, bool *locked)
 {
   int r;
 
@@ -35,7 +38,12 @@ wait_for_command (struct nbd_handle *h, int64_t cookie)
       r = command_result (h, cmd) == 1 ? 0 : -1;
       break;
     }
-    if (poll_once (h, -1, cmd) == -1) {
+    r = poll_once (h, -1, cmd);
+    if (r == 2) {
+      *locked = false;
+      return take_result ();
+    }
+    if (r == -1) {
       /* A dead handle has failed the command: report that instead. */
       cmd = command_lookup (h, cookie);
       if (cmd == NULL || cmd->state != CMD_DONE) {
@@ -54,9 +62,12 @@ wait_for_command (struct nbd_handle *h, int64_t cookie)
 static int
 finish_sync (struct nbd_handle *h, int64_t cookie)
 {
-  int r = cookie == -1 ? -1 : wait_for_command (h, cookie);
+  bool locked = true;
+  int r;
 
-  unlock_handle (h);
+  r = cookie == -1 ? -1 : wait_for_command (h, cookie, &locked);
+  if (locked)
+    unlock_handle (h);
   return r;
 }
 

@@ -1,70 +1,176 @@
 /* libnbdc: threads waiting on a handle.  One thread at a time polls the
  * socket for replies (the leader, machine.c); the others sleep here, each
- * on its own condition variable, and are woken one by one: a thread when
- * the command it waits for completes, one successor when the leader
- * leaves, and the threads waiting for any progress (nbd_poll) after each
- * round.  No broadcast: with many threads on one handle, a reply wakes
- * only the thread it is for (no thundering herd).
+ * on its own futex word, and are woken one by one: a thread when the
+ * command it waits for completes, one successor when the leader leaves,
+ * and the threads waiting for any progress (nbd_poll) after each round.
+ * No broadcast: with many threads on one handle, a reply wakes only the
+ * thread it is for (no thundering herd).
+ *
+ * Two rules keep a wake cheap:
+ * - A wake decided under the handle lock is only recorded (h->wakes); the
+ *   futex is woken once the lock is dropped (unlock_and_wake), so the
+ *   woken thread does not run into the lock its waker still holds.
+ * - The completing thread retires a blocking call's command for its
+ *   waiter and hands it the result (hand_result), so the woken thread
+ *   returns without taking the lock again.
  */
 
 #include "internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
-/* Each thread sleeps on its own waiter, made once per thread. */
+/* Each thread sleeps on its own waiter. */
 static __thread struct waiter self;
-static __thread bool self_ready;
 
+/* w->state: the waiter ... */
+enum {
+  WAITER_WAITING,               /* is registered, not yet asleep */
+  WAITER_SLEEPING,              /* sleeps in futex_wait (needs a wake) */
+  WAITER_WOKEN,                 /* must take the lock and look again */
+  WAITER_DONE,                  /* has its command's result, no lock */
+};
+
+/* Wait while *word == val, until the absolute CLOCK_MONOTONIC deadline
+ * (NULL: none).  Returns 0, or -1 with errno (ETIMEDOUT, EAGAIN, EINTR).
+ */
 static int
-init_waiter (struct waiter *w)
+futex_wait (uint32_t *word, uint32_t val, const struct timespec *deadline)
 {
-  pthread_condattr_t attr;
-  int r;
+  return syscall (SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, deadline,
+                  NULL, FUTEX_BITSET_MATCH_ANY);
+}
 
-  if (pthread_condattr_init (&attr) != 0)
-    return -1;
-  r = pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
-  if (r == 0)
-    r = pthread_cond_init (&w->cond, &attr);
-  pthread_condattr_destroy (&attr);
-  return r == 0 ? 0 : -1;
+/* The word may belong to a thread that stopped waiting meanwhile (timed
+ * out, or even exited): a futex wake writes no memory, and a waiter
+ * always checks its state, so the worst is a spurious wake-up.
+ */
+static void
+futex_wake (uint32_t *word)
+{
+  syscall (SYS_futex, word, FUTEX_WAKE_PRIVATE, 1);
 }
 
 static void
-wake (struct waiter *w)
+unlink_waiter (struct nbd_handle *h, struct waiter *w)
 {
-  if (!w->woken) {
-    w->woken = true;
-    pthread_cond_signal (&w->cond);
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    h->waiters = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  else
+    h->waiters_tail = w->prev;
+  w->prev = w->next = NULL;
+}
+
+/* End w's wait with state to (WOKEN or DONE).  Called locked, on a waiter
+ * still in h->waiters; it leaves the list, and its futex is woken when
+ * the lock is dropped, if it sleeps.
+ */
+static void
+wake (struct nbd_handle *h, struct waiter *w, uint32_t to)
+{
+  uint32_t old = __atomic_exchange_n (&w->state, to, __ATOMIC_RELEASE);
+
+  unlink_waiter (h, w);
+  if (to == WAITER_WOKEN && w->cmd) {
+    if (w->cmd->waiter == w)
+      w->cmd->waiter = NULL;
+    h->relockers++;
+  }
+  if (old == WAITER_SLEEPING) {
+    w->wake_next = h->wakes;
+    h->wakes = w;
   }
 }
 
-/* The command completed: wake the thread waiting for it, if one is. */
+/* Drop the lock, then wake the futexes of the waiters woken under it. */
 void
-wake_command_waiter (struct command *cmd)
+unlock_and_wake (struct nbd_handle *h)
 {
-  if (cmd->waiter) {
-    wake (cmd->waiter);
-    cmd->waiter = NULL;
+  enum { BATCH = 64 };
+  uint32_t *words[BATCH];
+  size_t n = 0;
+
+  while (h->wakes) {
+    struct waiter *w = h->wakes;
+
+    h->wakes = w->wake_next;
+    if (n < BATCH)
+      words[n++] = &w->state;
+    else
+      futex_wake (&w->state);   /* a crowd: the rest under the lock */
   }
+  pthread_mutex_unlock (&h->lock);
+  for (size_t i = 0; i < n; i++)
+    futex_wake (words[i]);
+}
+
+/* The command completed but cannot be handed over (its completion
+ * callback retired it, or another call did): wake the thread waiting for
+ * it, if one is, to look again under the lock.
+ */
+void
+wake_command_waiter (struct nbd_handle *h, struct command *cmd)
+{
+  if (cmd->waiter)
+    wake (h, cmd->waiter, WAITER_WOKEN);
+}
+
+/* The command of w, a blocking call, completed and was retired: w gets
+ * its result, error (0: success) and message (malloc'd or NULL, now w's),
+ * and returns without the lock.
+ */
+void
+hand_result (struct nbd_handle *h, struct waiter *w, int error, char *msg)
+{
+  w->error = error;
+  w->error_msg = msg;
+  wake (h, w, WAITER_DONE);
+}
+
+/* Report the result handed to this thread: 0, or -1 with the error set
+ * here, in the thread that waited (errors are thread-local).
+ */
+int
+take_result (void)
+{
+  int error = self.error;
+  char *msg = self.error_msg;
+
+  self.error_msg = NULL;
+  if (error)
+    set_error (error, "%s", msg ? msg : strerror (error));
+  free (msg);
+  return error ? -1 : 0;
 }
 
 /* A round of the leader ended: wake the threads waiting for any progress. */
 void
 wake_progress_waiters (struct nbd_handle *h)
 {
-  for (struct waiter *w = h->waiters; w; w = w->next)
+  struct waiter *w, *next;
+
+  for (w = h->waiters; w; w = next) {
+    next = w->next;
     if (w->cmd == NULL)
-      wake (w);
+      wake (h, w, WAITER_WOKEN);
+  }
 }
 
 /* A thread stops polling: if nobody polls for replies now, or a request
- * waits to be sent and nobody polls to send it, wake the thread that has
- * waited longest for a command to take that over (the others follow in
- * turn).  Threads waiting for any progress poll again by themselves.
- * Returns false if the socket needs a thread and none was asleep.
+ * waits to be sent and nobody polls to send it, make sure a thread comes
+ * to take that over: one already woken to look again, or else the thread
+ * that has waited longest for a command (the others follow in turn).
+ * Threads waiting for any progress poll again by themselves.  Returns
+ * false if the socket needs a thread and none was asleep.
  */
 bool
 wake_successor (struct nbd_handle *h)
@@ -72,9 +178,11 @@ wake_successor (struct nbd_handle *h)
   if (h->polling &&
       (h->queue.head == NULL || h->polling_out || h->write_polling))
     return true;
+  if (h->relockers > 0)
+    return true;
   for (struct waiter *w = h->waiters; w; w = w->next)
     if (w->cmd) {
-      wake (w);
+      wake (h, w, WAITER_WOKEN);
       return true;
     }
   return false;
@@ -84,29 +192,23 @@ wake_successor (struct nbd_handle *h)
 void
 wake_all_waiters (struct nbd_handle *h)
 {
-  for (struct waiter *w = h->waiters; w; w = w->next)
-    wake (w);
+  while (h->waiters)
+    wake (h, h->waiters, WAITER_WOKEN);
 }
 
 /* Sleep until woken or timeout ms pass (< 0: no limit), waiting for cmd
  * to complete or, with cmd NULL, for any progress.  Called with the lock
- * held, which is released while asleep.  Returns 1 if woken, 0 on timeout,
- * -1 if this thread cannot wait (the error is set).
+ * held, which is released while asleep.  Returns 1 if woken, 0 on timeout
+ * (locked again in both cases), or 2 if cmd completed and its result was
+ * handed to this thread (take_result): then the lock is not held.
  */
 int
 wait_for_wakeup (struct nbd_handle *h, struct command *cmd, int timeout)
 {
   struct waiter *w = &self;
   struct timespec deadline;
-  int r = 0;
+  uint32_t state;
 
-  if (!self_ready) {
-    if (init_waiter (w) == -1) {
-      set_error (ENOMEM, "cannot make a condition variable");
-      return -1;
-    }
-    self_ready = true;
-  }
   if (timeout >= 0) {
     clock_gettime (CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout / 1000;
@@ -117,7 +219,7 @@ wait_for_wakeup (struct nbd_handle *h, struct command *cmd, int timeout)
     }
   }
   w->cmd = cmd;
-  w->woken = false;
+  __atomic_store_n (&w->state, WAITER_WAITING, __ATOMIC_RELAXED);
   if (cmd)
     cmd->waiter = w;
   /* Append: the longest waiting thread is the next leader. */
@@ -128,23 +230,41 @@ wait_for_wakeup (struct nbd_handle *h, struct command *cmd, int timeout)
   else
     h->waiters = w;
   h->waiters_tail = w;
+  unlock_handle (h);
 
-  while (!w->woken && r == 0) {
-    if (timeout < 0)
-      pthread_cond_wait (&w->cond, &h->lock);
-    else
-      r = pthread_cond_timedwait (&w->cond, &h->lock, &deadline);
+  for (;;) {
+    state = __atomic_load_n (&w->state, __ATOMIC_ACQUIRE);
+    if (state == WAITER_WAITING) {
+      /* Tell wakers a futex wake is needed from now on. */
+      __atomic_compare_exchange_n (&w->state, &state, WAITER_SLEEPING,
+                                   false, __ATOMIC_ACQUIRE,
+                                   __ATOMIC_ACQUIRE);
+      continue;
+    }
+    if (state != WAITER_SLEEPING)
+      break;
+    if (futex_wait (&w->state, WAITER_SLEEPING,
+                    timeout >= 0 ? &deadline : NULL) == -1 &&
+        errno == ETIMEDOUT)
+      break;
   }
+  if (state == WAITER_DONE)
+    return 2;
 
-  if (w->prev)
-    w->prev->next = w->next;
-  else
-    h->waiters = w->next;
-  if (w->next)
-    w->next->prev = w->prev;
-  else
-    h->waiters_tail = w->prev;
-  if (cmd && cmd->waiter == w)
-    cmd->waiter = NULL;
-  return w->woken ? 1 : 0;
+  lock_handle (h);
+  state = __atomic_load_n (&w->state, __ATOMIC_ACQUIRE);
+  switch (state) {
+  case WAITER_DONE:             /* handed over while this timed out */
+    unlock_handle (h);
+    return 2;
+  case WAITER_WOKEN:
+    if (cmd)
+      h->relockers--;
+    return 1;
+  default:                      /* timed out */
+    unlink_waiter (h, w);
+    if (cmd && cmd->waiter == w)
+      cmd->waiter = NULL;
+    return 0;
+  }
 }
