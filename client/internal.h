@@ -194,6 +194,8 @@ struct nbd_handle {
   struct waiter *waiters, *waiters_tail;  /* threads asleep (wait.c) */
   struct waiter *wakes;         /* to wake once the lock is dropped */
   unsigned relockers;           /* command waiters woken to look again */
+  unsigned entering;            /* threads on their way into a blocking
+                                   command call (atomic) */
   char *hname;
   uintptr_t private_data;
 

@@ -56,6 +56,19 @@ wait_for_command (struct nbd_handle *h, int64_t cookie, bool *locked)
   return r;
 }
 
+/* Lock the handle for a blocking command call.  Until the thread holds
+ * the lock it counts in h->entering: a leader that leaves meanwhile need
+ * not wake a successor, as this thread will poll (or, if it issues
+ * nothing, call leave_socket) in its turn.
+ */
+static void
+lock_for_command (struct nbd_handle *h)
+{
+  __atomic_add_fetch (&h->entering, 1, __ATOMIC_RELAXED);
+  lock_handle (h);
+  __atomic_sub_fetch (&h->entering, 1, __ATOMIC_RELAXED);
+}
+
 /* Finish a blocking command call: wait for the command the aio core
  * issued (cookie, or -1 if it refused) and unlock.
  */
@@ -65,7 +78,12 @@ finish_sync (struct nbd_handle *h, int64_t cookie)
   bool locked = true;
   int r;
 
-  r = cookie == -1 ? -1 : wait_for_command (h, cookie, &locked);
+  if (cookie == -1) {
+    leave_socket (h);
+    r = -1;
+  }
+  else
+    r = wait_for_command (h, cookie, &locked);
   if (locked)
     unlock_handle (h);
   return r;
@@ -78,7 +96,7 @@ nbd_pread (struct nbd_handle *h, void *buf, size_t count, uint64_t offset,
   struct callbacks cb = { .chunk.callback = NULL };
 
   ENTER ();
-  lock_handle (h);
+  lock_for_command (h);
   return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags,
                                     false));
 }
@@ -91,7 +109,7 @@ nbd_pread_structured (struct nbd_handle *h, void *buf, size_t count,
   struct callbacks cb = { .chunk = chunk };
 
   ENTER ();
-  lock_handle (h);
+  lock_for_command (h);
   return finish_sync (h, aio_pread (h, buf, count, offset, &cb, flags,
                                     true));
 }
@@ -103,7 +121,7 @@ nbd_pwrite (struct nbd_handle *h, const void *buf, size_t count,
   struct callbacks cb = { .chunk.callback = NULL };
 
   ENTER ();
-  lock_handle (h);
+  lock_for_command (h);
   return finish_sync (h, aio_pwrite (h, buf, count, offset, &cb, flags));
 }
 
@@ -113,7 +131,7 @@ nbd_flush (struct nbd_handle *h, uint32_t flags)
   struct callbacks cb = { .chunk.callback = NULL };
 
   ENTER ();
-  lock_handle (h);
+  lock_for_command (h);
   return finish_sync (h, aio_flush (h, &cb, flags));
 }
 
@@ -126,7 +144,7 @@ nbd_flush (struct nbd_handle *h, uint32_t flags)
     struct callbacks cb = { .chunk.callback = NULL };                   \
                                                                         \
     ENTER ();                                                           \
-    lock_handle (h);                                                    \
+    lock_for_command (h);                                               \
     return finish_sync (h, aio_##name (h, count, offset, &cb, flags));  \
   }
 
@@ -141,7 +159,7 @@ nbd_block_status (struct nbd_handle *h, uint64_t count, uint64_t offset,
   struct callbacks cb = { .extent = extent };
 
   ENTER ();
-  lock_handle (h);
+  lock_for_command (h);
   return finish_sync (h, aio_block_status (h, count, offset, &cb, flags));
 }
 

@@ -167,8 +167,9 @@ wake_progress_waiters (struct nbd_handle *h)
 
 /* A thread stops polling: if nobody polls for replies now, or a request
  * waits to be sent and nobody polls to send it, make sure a thread comes
- * to take that over: one already woken to look again, or else the thread
- * that has waited longest for a command (the others follow in turn).
+ * to take that over: one on its way into a blocking call (it will poll),
+ * one already woken to look again, or else the thread that has waited
+ * longest for a command (the others follow in turn).
  * Threads waiting for any progress poll again by themselves.  Returns
  * false if the socket needs a thread and none was asleep.
  */
@@ -178,7 +179,7 @@ wake_successor (struct nbd_handle *h)
   if (h->polling &&
       (h->queue.head == NULL || h->polling_out || h->write_polling))
     return true;
-  if (h->relockers > 0)
+  if (h->relockers > 0 || __atomic_load_n (&h->entering, __ATOMIC_RELAXED))
     return true;
   for (struct waiter *w = h->waiters; w; w = w->next)
     if (w->cmd) {
