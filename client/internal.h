@@ -167,9 +167,9 @@ struct command {
 
 /* A thread sleeping on the handle (wait.c). */
 struct waiter {
-  uint32_t state;               /* futex word: WAITER_* in wait.c */
+  uint32_t state;               /* WAITER_* in wait.c */
+  uint32_t bit;                 /* its wakes on h->wake_seq */
   struct waiter *prev, *next;   /* in h->waiters */
-  struct waiter *wake_next;     /* in h->wakes */
   struct command *cmd;          /* what it waits for; NULL: any progress */
   int error;                    /* the result handed over (hand_result) */
   char *error_msg;
@@ -192,7 +192,8 @@ struct nbd_handle {
   bool write_polling;           /* a thread polls only to send more */
   int wakefd;                   /* eventfd that ends that poll, or -1 */
   struct waiter *waiters, *waiters_tail;  /* threads asleep (wait.c) */
-  struct waiter *wakes;         /* to wake once the lock is dropped */
+  uint32_t wake_seq;            /* futex word the waiters sleep on */
+  uint32_t wake_bits;           /* to wake once the lock is dropped */
   unsigned relockers;           /* command waiters woken to look again */
   unsigned entering;            /* threads on their way into a blocking
                                    command call (atomic) */
@@ -344,7 +345,7 @@ extern void unlock_and_wake (struct nbd_handle *h);
 static inline void
 unlock_handle (struct nbd_handle *h)
 {
-  if (h->wakes)
+  if (h->wake_bits)
     unlock_and_wake (h);
   else
     pthread_mutex_unlock (&h->lock);

@@ -1,23 +1,29 @@
 /* libnbdc: threads waiting on a handle.  One thread at a time polls the
- * socket for replies (the leader, machine.c); the others sleep here, each
- * on its own futex word, and are woken one by one: a thread when the
- * command it waits for completes, one successor when the leader leaves,
- * and the threads waiting for any progress (nbd_poll) after each round.
- * No broadcast: with many threads on one handle, a reply wakes only the
- * thread it is for (no thundering herd).
+ * socket for replies (the leader, machine.c); the others sleep here and
+ * are woken one by one: a thread when the command it waits for completes,
+ * one successor when the leader leaves, and the threads waiting for any
+ * progress (nbd_poll) after each round.  No broadcast: with many threads
+ * on one handle, a reply wakes only the thread it is for (no thundering
+ * herd).
  *
- * Two rules keep a wake cheap:
- * - A wake decided under the handle lock is only recorded (h->wakes); the
- *   futex is woken once the lock is dropped (unlock_and_wake), so the
- *   woken thread does not run into the lock its waker still holds.
+ * Three rules keep a wake cheap:
+ * - A wake decided under the handle lock is only recorded; the sleepers
+ *   are woken once the lock is dropped (unlock_and_wake), so a woken
+ *   thread does not run into the lock its waker still holds.
  * - The completing thread retires a blocking call's command for its
  *   waiter and hands it the result (hand_result), so the woken thread
  *   returns without taking the lock again.
+ * - All the threads a round woke are woken by one futex call: they sleep
+ *   on one word of the handle (h->wake_seq, an event count), each
+ *   selecting its wakes by a bit of its own (w->bit, FUTEX_WAIT_BITSET).
+ *   Threads that share a bit (more than 32 threads) may wake for nothing,
+ *   look at their state and sleep again.
  */
 
 #include "internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,32 +34,35 @@
 /* Each thread sleeps on its own waiter. */
 static __thread struct waiter self;
 
+/* The bit of the next thread that waits. */
+static unsigned next_bit;
+
 /* w->state: the waiter ... */
 enum {
   WAITER_WAITING,               /* is registered, not yet asleep */
-  WAITER_SLEEPING,              /* sleeps in futex_wait (needs a wake) */
+  WAITER_SLEEPING,              /* sleeps on h->wake_seq (needs a wake) */
   WAITER_WOKEN,                 /* must take the lock and look again */
   WAITER_DONE,                  /* has its command's result, no lock */
 };
 
-/* Wait while *word == val, until the absolute CLOCK_MONOTONIC deadline
- * (NULL: none).  Returns 0, or -1 with errno (ETIMEDOUT, EAGAIN, EINTR).
+/* Sleep while *word == val, until a wake for one of the bits or the
+ * absolute CLOCK_MONOTONIC deadline (NULL: none).  Returns 0, or -1 with
+ * errno (ETIMEDOUT, EAGAIN, EINTR).
  */
 static int
-futex_wait (uint32_t *word, uint32_t val, const struct timespec *deadline)
+futex_wait (uint32_t *word, uint32_t val, const struct timespec *deadline,
+            uint32_t bits)
 {
   return syscall (SYS_futex, word, FUTEX_WAIT_BITSET_PRIVATE, val, deadline,
-                  NULL, FUTEX_BITSET_MATCH_ANY);
+                  NULL, bits);
 }
 
-/* The word may belong to a thread that stopped waiting meanwhile (timed
- * out, or even exited): a futex wake writes no memory, and a waiter
- * always checks its state, so the worst is a spurious wake-up.
- */
+/* Wake every thread sleeping on word for one of the bits. */
 static void
-futex_wake (uint32_t *word)
+futex_wake (uint32_t *word, uint32_t bits)
 {
-  syscall (SYS_futex, word, FUTEX_WAKE_PRIVATE, 1);
+  syscall (SYS_futex, word, FUTEX_WAKE_BITSET_PRIVATE, INT_MAX, NULL, NULL,
+           bits);
 }
 
 static void
@@ -71,8 +80,8 @@ unlink_waiter (struct nbd_handle *h, struct waiter *w)
 }
 
 /* End w's wait with state to (WOKEN or DONE).  Called locked, on a waiter
- * still in h->waiters; it leaves the list, and its futex is woken when
- * the lock is dropped, if it sleeps.
+ * still in h->waiters; it leaves the list and, if it sleeps, is woken
+ * when the lock is dropped.
  */
 static void
 wake (struct nbd_handle *h, struct waiter *w, uint32_t to)
@@ -85,32 +94,23 @@ wake (struct nbd_handle *h, struct waiter *w, uint32_t to)
       w->cmd->waiter = NULL;
     h->relockers++;
   }
-  if (old == WAITER_SLEEPING) {
-    w->wake_next = h->wakes;
-    h->wakes = w;
-  }
+  if (old == WAITER_SLEEPING)
+    h->wake_bits |= w->bit;
 }
 
-/* Drop the lock, then wake the futexes of the waiters woken under it. */
+/* Drop the lock, then wake the threads woken under it.  The event count
+ * moves first, so a thread that saw its state unchanged does not go to
+ * sleep on the old count after this wake.
+ */
 void
 unlock_and_wake (struct nbd_handle *h)
 {
-  enum { BATCH = 64 };
-  uint32_t *words[BATCH];
-  size_t n = 0;
+  uint32_t bits = h->wake_bits;
 
-  while (h->wakes) {
-    struct waiter *w = h->wakes;
-
-    h->wakes = w->wake_next;
-    if (n < BATCH)
-      words[n++] = &w->state;
-    else
-      futex_wake (&w->state);   /* a crowd: the rest under the lock */
-  }
+  h->wake_bits = 0;
+  __atomic_add_fetch (&h->wake_seq, 1, __ATOMIC_RELEASE);
   pthread_mutex_unlock (&h->lock);
-  for (size_t i = 0; i < n; i++)
-    futex_wake (words[i]);
+  futex_wake (&h->wake_seq, bits);
 }
 
 /* The command completed but cannot be handed over (its completion
@@ -208,8 +208,10 @@ wait_for_wakeup (struct nbd_handle *h, struct command *cmd, int timeout)
 {
   struct waiter *w = &self;
   struct timespec deadline;
-  uint32_t state;
+  uint32_t seq, state;
 
+  if (w->bit == 0)
+    w->bit = 1u << (__atomic_fetch_add (&next_bit, 1, __ATOMIC_RELAXED) % 32);
   if (timeout >= 0) {
     clock_gettime (CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout / 1000;
@@ -234,18 +236,20 @@ wait_for_wakeup (struct nbd_handle *h, struct command *cmd, int timeout)
   unlock_handle (h);
 
   for (;;) {
+    /* The count before the state: a wake after this read moves it. */
+    seq = __atomic_load_n (&h->wake_seq, __ATOMIC_ACQUIRE);
     state = __atomic_load_n (&w->state, __ATOMIC_ACQUIRE);
     if (state == WAITER_WAITING) {
       /* Tell wakers a futex wake is needed from now on. */
       __atomic_compare_exchange_n (&w->state, &state, WAITER_SLEEPING,
-                                   false, __ATOMIC_ACQUIRE,
+                                   false, __ATOMIC_ACQ_REL,
                                    __ATOMIC_ACQUIRE);
       continue;
     }
     if (state != WAITER_SLEEPING)
       break;
-    if (futex_wait (&w->state, WAITER_SLEEPING,
-                    timeout >= 0 ? &deadline : NULL) == -1 &&
+    if (futex_wait (&h->wake_seq, seq, timeout >= 0 ? &deadline : NULL,
+                    w->bit) == -1 &&
         errno == ETIMEDOUT)
       break;
   }
