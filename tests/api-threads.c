@@ -17,6 +17,7 @@
  * And while thread A leads (waits on the socket for its read, which a
  * server delays by 2 s), a follower's nbd_poll keeps its own timeout, and
  * a send that fails in another thread kills the handle and wakes A.
+ * A follower gets its own result and error; 40 threads share a handle.
  *
  * Usage: api-threads SOCKET [DLYSOCK1 DLYPID1 DLYSOCK2 DLYPID2 DLYSOCK3]
  * (nbdkit pattern; two nbdkit --filter=delay pattern 1M delay-read=10,
@@ -26,6 +27,7 @@
 #include <config.h>
 
 #include <endian.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <pthread.h>
@@ -413,6 +415,129 @@ test_follower_woken_by_its_reply (const char *sock)
   nbd_close (handle);
 }
 
+/* A blocking call whose command another thread completed reports that
+ * command's own result, in its own thread (nbd_get_errno(3) and
+ * nbd_get_error(3) are thread-local), and the .free of its callback has
+ * run, once, when it returns.  The server (slow-at-0.sh) holds reads at
+ * offset 0 for 2 s and fails reads at offset 8192 with EIO: the leader
+ * reads offset 0, the main thread reads offset 8192 meanwhile.
+ */
+static unsigned chunk_frees;
+
+static int
+ignore_chunk (void *user_data, const void *subbuf, size_t count,
+              uint64_t offset, unsigned status, int *error)
+{
+  return 0;
+}
+
+static void
+count_free (void *user_data)
+{
+  __atomic_add_fetch (&chunk_frees, 1, __ATOMIC_SEQ_CST);
+}
+
+static void
+test_follower_gets_its_error (const char *sock)
+{
+  struct nbd_handle *handle = nbd_create ();
+  struct orphan leader = { .offset = 0 };
+  pthread_t tl;
+  char buf[512];
+  const char *msg;
+  int r, errnum;
+  bool leader_done;
+
+  if (handle == NULL || nbd_connect_unix (handle, sock) == -1) {
+    printf ("not ok - connect %s: %s\n", sock, nbd_get_error ());
+    return;
+  }
+  leader.h = handle;
+  pthread_create (&tl, NULL, read_at, &leader);
+  usleep (200000);              /* the leader polls for its reply */
+  r = nbd_pread_structured (handle, buf, sizeof buf, 8192,
+                            (nbd_chunk_callback) {
+                              .callback = ignore_chunk,
+                              .free = count_free },
+                            0);
+  errnum = nbd_get_errno ();
+  msg = nbd_get_error ();
+  leader_done = __atomic_load_n (&leader.done, __ATOMIC_SEQ_CST);
+  printf ("%s - a follower's read that the server failed returns -1 with "
+          "EIO while the leader still waits\n",
+          r == -1 && errnum == EIO && !leader_done ? "ok" : "not ok");
+  printf ("# returned %d, errno %d, leader done: %d\n", r, errnum,
+          leader_done);
+  printf ("%s - and nbd_get_error in its thread names its call\n",
+          msg && strncmp (msg, "nbd_pread_structured: ", 22) == 0
+          ? "ok" : "not ok");
+  printf ("# error: %s\n", msg ? msg : "(none)");
+  printf ("%s - and its chunk callback's .free ran once before it "
+          "returned\n", chunk_frees == 1 ? "ok" : "not ok");
+  pthread_join (tl, NULL);
+  printf ("%s - the leader's read succeeds\n",
+          leader.result == 0 ? "ok" : "not ok");
+  nbd_close (handle);
+}
+
+/* More threads on one handle than a futex bitset has bits (libnbdc's
+ * waiters share them beyond 32): every blocking read still returns its
+ * own data, none hangs.
+ */
+#define MANY_THREADS 40
+#define MANY_READS 50
+
+static void *
+run_blocking (void *arg)
+{
+  struct worker *w = arg;
+  char buf[4096];
+  unsigned seed = w->id * 7919 + 1;
+
+  for (int i = 0; i < MANY_READS; i++) {
+    uint64_t offset = (rand_r (&seed) % (size / sizeof buf)) * sizeof buf;
+
+    if (nbd_pread (h, buf, sizeof buf, offset, 0) == -1) {
+      fprintf (stderr, "thread %d: nbd_pread: %s\n", w->id,
+               nbd_get_error ());
+      w->failures++;
+    }
+    else if (!check_pattern (buf, offset, sizeof buf))
+      w->bad_data++;
+  }
+  return NULL;
+}
+
+static void
+test_many_threads (const char *sock)
+{
+  static pthread_t threads[MANY_THREADS];
+  static struct worker workers[MANY_THREADS];
+  unsigned bad = 0, failures = 0;
+
+  h = nbd_create ();
+  if (h == NULL || nbd_connect_unix (h, sock) == -1) {
+    printf ("not ok - connect: %s\n", nbd_get_error ());
+    return;
+  }
+  size = nbd_get_size (h);
+  for (int i = 0; i < MANY_THREADS; i++) {
+    workers[i] = (struct worker) { .id = i };
+    pthread_create (&threads[i], NULL, run_blocking, &workers[i]);
+  }
+  for (int i = 0; i < MANY_THREADS; i++) {
+    pthread_join (threads[i], NULL);
+    bad += workers[i].bad_data;
+    failures += workers[i].failures;
+  }
+  printf ("%s - %d threads x %d blocking reads on one handle: all "
+          "finished, none failed, all data right\n",
+          failures == 0 && bad == 0 ? "ok" : "not ok", MANY_THREADS,
+          MANY_READS);
+  nbd_shutdown (h, 0);
+  nbd_close (h);
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -451,6 +576,7 @@ main (int argc, char *argv[])
           "finished, none failed\n", failures ? "not ok" : "ok", ROUNDS,
           THREADS, READS_PER_THREAD);
   printf ("%s - every read returned the pattern\n", bad ? "not ok" : "ok");
+  test_many_threads (argv[1]);
   if (argc == 9) {
     test_dying_handle (argv[2], argv[3], false);
     test_dying_handle (argv[4], argv[5], true);
@@ -458,6 +584,7 @@ main (int argc, char *argv[])
     test_send_fails_while_polling (argv[6]);
     test_orphaned_writer (argv[7]);
     test_follower_woken_by_its_reply (argv[8]);
+    test_follower_gets_its_error (argv[8]);
   }
   return 0;
 }

@@ -31,7 +31,12 @@ cat >"$tmpdir/slow-at-0.sh" <<'EOF2'
 case "$1" in
   thread_model) echo parallel ;;
   get_size) echo 1048576 ;;
-  pread) [ "$4" = 0 ] && sleep 2; head -c "$3" /dev/zero ;;
+  pread)
+    case "$4" in
+      0) sleep 2 ;;
+      8192) echo "EIO injected by the test" >&2; exit 1 ;;
+    esac
+    head -c "$3" /dev/zero ;;
   *) exit 2 ;;
 esac
 EOF2
