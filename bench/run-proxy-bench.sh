@@ -16,7 +16,8 @@
 # Settings (environment): BENCH_SECONDS=3, BENCH_REPS=3, BENCH_SIZE=1G,
 # BENCH_CASES="read:1m:8:sequential read:4k:1:random read:4k:32:random
 # write:4k:32:random", BENCH_CLIENT (an nbdbench program), BENCH_PLUGIN
-# (nbd-proxy.so), BENCH_NBDCOPY=1 (0: no nbdcopy rows), NBDKIT=nbdkit.
+# (nbd-proxy.so), BENCH_PROXY_ARGS (more plugin parameters, such as
+# connections=1), BENCH_NBDCOPY=1 (0: no nbdcopy rows), NBDKIT=nbdkit.
 
 set -eu
 
@@ -68,8 +69,10 @@ serve up pattern "$size"
 serve upw memory "$size"
 serve anchor nbd socket="$tmp/up.sock"
 serve anchorw nbd socket="$tmp/upw.sock"
-serve proxy "$plugin" socket="$tmp/up.sock"
-serve proxyw "$plugin" socket="$tmp/upw.sock"
+# shellcheck disable=SC2086 # BENCH_PROXY_ARGS: words
+serve proxy "$plugin" socket="$tmp/up.sock" ${BENCH_PROXY_ARGS:-}
+# shellcheck disable=SC2086
+serve proxyw "$plugin" socket="$tmp/upw.sock" ${BENCH_PROXY_ARGS:-}
 
 ticks=$(getconf CLK_TCK)
 # cpu NAME: CPU seconds (user + system) of the nbdkit serving NAME.
