@@ -127,7 +127,7 @@ mutant chunk-callback-minus-one \
 # The fixes of issue 12, each with the test that must catch it.
 mutant recv-unbounded \
   "a run of the machine reads as long as the server sends" \
-  'if (h->recv_budget == 0) {' \
+  'if (h->recv_budget == 0 && !h->transport->pending (h)) {' \
   'if (0) {'
 mutant free-at-completion \
   "callbacks are freed when the command completes, not when retired" \
@@ -396,6 +396,41 @@ mutant opt-sync-dead-error \
     /* The connection died with the option' \
   '  if (0) {
     /* The connection died with the option'
+
+mutant tls-injection-ignored \
+  "bytes after the STARTTLS ACK are not taken for plaintext injection" \
+  'if (input_available (h) > reply) {' \
+  'if (0) {'
+mutant tls-require-falls-back \
+  "LIBNBD_TLS_REQUIRE goes on in plaintext when STARTTLS is refused" \
+  '  if (h->tls == LIBNBD_TLS_REQUIRE) {
+    char *msg = refusal' \
+  '  if (0) {
+    char *msg = refusal'
+mutant tls-starttls-not-sent \
+  "a fixed newstyle server is never asked for STARTTLS" \
+  '  if (fixed && h->tls != LIBNBD_TLS_DISABLE)
+    return send_starttls (h);' \
+  '  if (0)
+    return send_starttls (h);'
+mutant tls-no-verify \
+  "the server's certificate is never verified" \
+  '  if (h->tls_verify_peer)
+    gnutls_session_set_verify_cert' \
+  '  if (0)
+    gnutls_session_set_verify_cert'
+mutant tls-no-deadline \
+  "a TLS handshake left half way is waited for forever" \
+  'else if (r == 0 && tls_handshake_expired (h)) {' \
+  'else if (0) {'
+mutant tls-logname-ignored \
+  "the default TLS user is not \$LOGNAME" \
+  'if (logname && *logname)' \
+  'if (0)'
+mutant tls-uri-scheme \
+  "nbd_get_uri says nbds only once TLS was negotiated" \
+  'bool tls = h->tls == LIBNBD_TLS_REQUIRE || h->tls_negotiated;' \
+  'bool tls = h->tls_negotiated;'
 
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
