@@ -238,7 +238,7 @@ static int
 proxy_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
              uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, count);
   int r;
 
   if (slot == NULL)
@@ -256,7 +256,7 @@ static int
 proxy_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
               uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, count);
   int r;
 
   if (slot == NULL)
@@ -272,7 +272,7 @@ proxy_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
 static int
 proxy_flush (void *handle, uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, 0);
   int r;
 
   if (slot == NULL)
@@ -287,7 +287,7 @@ proxy_flush (void *handle, uint32_t flags)
 static int
 proxy_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, 0);
   int r;
 
   if (slot == NULL)
@@ -303,7 +303,7 @@ proxy_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 proxy_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, 0);
   uint32_t f = 0;
   int r;
 
@@ -325,7 +325,7 @@ proxy_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 proxy_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, 0);
   int r;
 
   if (slot == NULL)
@@ -365,7 +365,7 @@ static int
 proxy_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
                struct nbdkit_extents *extents)
 {
-  struct slot *slot = pool_get (handle);
+  struct slot *slot = pool_get (handle, 0);
   int r;
 
   if (slot == NULL)

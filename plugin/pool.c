@@ -3,13 +3,14 @@
  * A host connection (nbdkit's open) gets a pool of slots, each slot one
  * upstream handle.  When the upstream advertises multi-conn, host
  * connections asking for the same export share one pool of connections=N
- * handles and each request goes to the least busy live slot: the
+ * handles and each request goes to a live slot (pool_get): the
  * protocol's multi-conn promise (a flush on one connection covers writes
  * completed on all, and they see each other's writes) makes that safe.
  * Without multi-conn a host connection gets a private pool of one handle,
  * so each host connection's writes and flushes stay on one upstream
  * connection.  In shared mode (shared=true, command=, socket-fd=) one pool
- * made at start-up serves everyone.
+ * made at start-up serves everyone.  Which slot a request takes: see
+ * pool_get.
  *
  * Requests run on nbdkit's threads with libnbdc's blocking calls (threads
  * of one handle take turns reading the socket), so nothing here allocates
@@ -270,15 +271,19 @@ pool_info_handle (struct pool *pool)
 /* Take a live slot for one request: the least busy, searching from a
  * rotating start so that ties spread.  NULL with EIO set if none lives.
  */
-struct slot *
-pool_get (struct pool *pool)
+/* The least busy live slot of slots [first, first + n), the search
+ * starting at a rotating place so equal slots share the load; NULL if all
+ * are dead.
+ */
+static struct slot *
+least_busy (struct pool *pool, unsigned first, unsigned n)
 {
-  unsigned n = pool->nr_slots, start, i, best_busy = 0;
+  unsigned start, i, best_busy = 0;
   struct slot *best = NULL;
 
   start = n == 1 ? 0 : atomic_fetch_add (&pool->next_slot, 1) % n;
   for (i = 0; i < n; i++) {
-    struct slot *slot = &pool->slots[(start + i) % n];
+    struct slot *slot = &pool->slots[first + (start + i) % n];
     unsigned busy;
 
     if (atomic_load (&slot->dead))
@@ -291,13 +296,34 @@ pool_get (struct pool *pool)
         break;
     }
   }
-  if (best == NULL) {
+  return best;
+}
+
+/* A slot for a request carrying payload bytes of data (read or write; 0
+ * for the others).  With several slots, small requests keep to the first
+ * and large ones spread over the rest: many small requests on one socket
+ * come and go in batches (one poll, one recv for many replies, on both
+ * sides), where spreading them costs a poll round and a wake each; large
+ * transfers gain from several sockets, and never hold up the small ones.
+ * A class whose slots are all dead uses the other's.
+ */
+struct slot *
+pool_get (struct pool *pool, uint64_t payload)
+{
+  unsigned n = pool->nr_slots;
+  bool large = payload >= LARGE_REQUEST && n > 1;
+  struct slot *slot;
+
+  slot = large ? least_busy (pool, 1, n - 1) : least_busy (pool, 0, 1);
+  if (slot == NULL)
+    slot = least_busy (pool, 0, n);
+  if (slot == NULL) {
     nbdkit_error ("the upstream connection is gone");
     nbdkit_set_error (EIO);
     return NULL;
   }
-  atomic_fetch_add (&best->busy, 1);
-  return best;
+  atomic_fetch_add (&slot->busy, 1);
+  return slot;
 }
 
 void

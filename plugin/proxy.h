@@ -79,7 +79,10 @@ extern void pool_stop_shared (void);
 extern struct pool *pool_open (const char *export);
 extern void pool_close (struct pool *pool);
 extern struct nbd_handle *pool_info_handle (struct pool *pool);
-extern struct slot *pool_get (struct pool *pool);
+/* A read or write of this many bytes or more is large (pool_get). */
+#define LARGE_REQUEST (128 * 1024)
+
+extern struct slot *pool_get (struct pool *pool, uint64_t payload);
 extern void pool_put (struct slot *slot);
 extern int upstream_failed (struct slot *slot, const char *what);
 
