@@ -56,10 +56,9 @@ struct tls_session {
 
 /* Remember why the transport failed; errno says what kind of failure. */
 static ssize_t
-tls_failed (struct tls_session *t, int errnum, const char *what, int err)
+tls_failed (struct tls_session *t, int errnum, int err)
 {
-  snprintf (t->error, sizeof t->error, "TLS %s: %s", what,
-            gnutls_strerror (err));
+  snprintf (t->error, sizeof t->error, "TLS: %s", gnutls_strerror (err));
   errno = errnum;
   return -1;
 }
@@ -112,27 +111,33 @@ tls_recv (struct nbd_handle *h, void *buf, size_t len)
       errno = EAGAIN;
       return -1;
     case GNUTLS_E_INTERRUPTED:
+      continue;
     case GNUTLS_E_WARNING_ALERT_RECEIVED:
-      continue;
     case GNUTLS_E_REHANDSHAKE:
-      /* TLS 1.2 renegotiation: a client may ignore the request (RFC 5246
-       * 7.4.1.1); the session goes on as it was.
+      /* A warning, or a TLS 1.2 renegotiation request, which a client may
+       * ignore (RFC 5246 7.4.1.1): the session goes on as it was.  "Would
+       * block" rather than reading on, so a server sending nothing else
+       * cannot hold this call (the recv budget counts calls).
        */
-      debug (h, "ignoring the server's TLS renegotiation request");
-      continue;
+      debug (h, "ignoring a TLS %s from the server",
+             r == GNUTLS_E_REHANDSHAKE ? "renegotiation request"
+             : "warning alert");
+      t->recv_wants_write = false;
+      errno = EINTR;
+      return -1;
     case GNUTLS_E_PREMATURE_TERMINATION:
       /* The server closed without close_notify: an end of file.  A reply
        * cut short by it still fails where the reply parser sees it.
        */
       return 0;
     case GNUTLS_E_FATAL_ALERT_RECEIVED:
-      snprintf (t->error, sizeof t->error, "TLS recv: the server sent the "
+      snprintf (t->error, sizeof t->error, "TLS: the server sent the "
                 "alert \"%s\"", gnutls_alert_get_name
                 (gnutls_alert_get (t->session)));
       errno = ECONNRESET;
       return -1;
     default:
-      return tls_failed (t, EIO, "recv", r);
+      return tls_failed (t, EIO, r);
     }
   }
 }
@@ -180,7 +185,7 @@ tls_sendv (struct nbd_handle *h, const struct iovec *iov, int n)
     errno = EAGAIN;
     return -1;
   }
-  return tls_failed (t, r == GNUTLS_E_PUSH_ERROR ? EPIPE : EIO, "send", r);
+  return tls_failed (t, r == GNUTLS_E_PUSH_ERROR ? EPIPE : EIO, r);
 }
 
 static bool
