@@ -90,15 +90,20 @@ pool_add (struct pool *pool, struct nbd_handle *nbd)
   atomic_init (&slot->busy, 0);
 }
 
+/* No handle of the pool has died.  A slot is marked dead only when a
+ * request on it fails, so a pool with one dead slot may hold more dead
+ * handles nobody has tried yet (the upstream went away): such a pool is
+ * not given to new host connections.
+ */
 static bool
-pool_alive (struct pool *pool)
+pool_healthy (struct pool *pool)
 {
   unsigned i;
 
   for (i = 0; i < pool->nr_slots; i++)
-    if (!atomic_load (&pool->slots[i].dead))
-      return true;
-  return false;
+    if (atomic_load (&pool->slots[i].dead))
+      return false;
+  return true;
 }
 
 /* Fill a pool whose first handle is nbd: connections=N in all when the
@@ -160,7 +165,7 @@ pool_stop_shared (void)
   shared_pool = NULL;
 }
 
-/* A live multi-conn pool for export, with a reference taken; or NULL. */
+/* A healthy multi-conn pool for export, with a reference taken; or NULL. */
 static struct pool *
 pool_find_locked (const char *export)
 {
@@ -169,12 +174,13 @@ pool_find_locked (const char *export)
   for (p = &pools; *p; p = &(*p)->next) {
     if (strcmp ((*p)->export, export) != 0)
       continue;
-    if (pool_alive (*p)) {
+    if (pool_healthy (*p)) {
       (*p)->refs++;
       return *p;
     }
-    /* All its handles died: new host connections get a new pool; the
-     * old one goes when its last host connection does.
+    /* A handle died: new host connections get a new pool (and fail now
+     * if the upstream is gone); the old one goes when its last host
+     * connection does.
      */
     (*p)->listed = false;
     *p = (*p)->next;

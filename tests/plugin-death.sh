@@ -18,11 +18,37 @@ tmpdir_setup
 
 slow=${NBDC_SLOWDOWN:-1}
 
+# session NAME FD URI: a qemu-io on URI reading commands from
+# $tmpdir/NAME.in, which the shell writes through FD.
+session ()
+{
+  mkfifo "$tmpdir/$1.in"
+  qemu-io -f raw -r "$3" <"$tmpdir/$1.in" >"$tmpdir/$1.out" 2>&1 &
+  add_pid $!
+  eval "exec ${2}>\"\$tmpdir/\$1.in\""
+}
+# ask FD NAME COMMAND: run COMMAND in the session; wait for its answer.
+ask ()
+{
+  _n=$(grep -c 'qemu-io>' "$tmpdir/$2.out" 2>/dev/null)
+  echo "$3" >&"$1"
+  _i=0
+  while [ $_i -lt $((300 * slow)) ]; do
+    [ "$(grep -o 'qemu-io>' "$tmpdir/$2.out" | wc -l)" -gt "$_n" ] && break
+    sleep 0.1; _i=$((_i + 1))
+  done
+  # The answer: what came after the prompt that preceded the command.
+  awk -v n=$((_n + 1)) 'BEGIN { RS = "qemu-io> " } NR == n' \
+    "$tmpdir/$2.out"
+}
 # --- 1. the whole upstream dies with requests waiting.
 start_nbdkit up --filter=delay pattern 1M rdelay=20
 up_pid=$server_pid
 start_proxy px socket="$tmpdir/up.sock"
 px=$(proxy_uri px)
+# A host connection that stays open holds the pool through the death.
+session holder 9 "$px"
+ask 9 holder "read 0 512" >/dev/null
 
 for i in 1 2 3; do
   timeout $((60 * slow)) qemu-io -f raw -r -c "read 0 4096" "$px" \
@@ -54,6 +80,16 @@ if kill -0 "$proxy_pid" 2>/dev/null; then
 else
   tap_result "not ok" "the proxy survives the upstream's death"
 fi
+# Only the first upstream connection has seen the death (small requests
+# keep to it); the others are dead too, unknown to the proxy.  A new host
+# connection must not be given that pool, which the holder keeps: even a
+# request-free one fails.
+if timeout $((30 * slow)) nbdinfo --size "$px" >"$tmpdir/size.out" 2>&1
+then
+  tap_result "not ok" "a new host connection is not given the dead pool"
+else
+  tap_result "ok" "a new host connection is not given the dead pool"
+fi
 t0=$(date +%s)
 if timeout $((30 * slow)) qemu-io -f raw -r -c "read 0 512" "$px" \
      >"$tmpdir/new.out" 2>&1; then
@@ -69,6 +105,9 @@ rm -f "$tmpdir/up.sock" "$tmpdir/up.pid"
 start_nbdkit up pattern 1M
 check "with the upstream back, new host connections are served" \
   qemu-io -f raw -r -c "read -P 0 0 8" "$px"
+# quit, not EOF: servers started since hold the fifo open too.
+echo quit >&9
+exec 9>&-
 stop_proxy px
 
 # --- 2. one upstream connection dies.
@@ -84,28 +123,6 @@ ns_pid=$server_pid
 start_proxy px2 "uri=nbd+unix:///export?socket=$tmpdir/ns.sock" connections=1
 px2=$(proxy_uri px2)
 
-# session NAME: a qemu-io reading commands from $tmpdir/NAME.in.
-session ()
-{
-  mkfifo "$tmpdir/$1.in"
-  qemu-io -f raw -r "$px2" <"$tmpdir/$1.in" >"$tmpdir/$1.out" 2>&1 &
-  add_pid $!
-  eval "exec ${2}>\"\$tmpdir/\$1.in\""
-}
-# ask FD NAME COMMAND: run COMMAND in the session; wait for its answer.
-ask ()
-{
-  _n=$(grep -c 'qemu-io>' "$tmpdir/$2.out" 2>/dev/null)
-  echo "$3" >&"$1"
-  _i=0
-  while [ $_i -lt $((300 * slow)) ]; do
-    [ "$(grep -o 'qemu-io>' "$tmpdir/$2.out" | wc -l)" -gt "$_n" ] && break
-    sleep 0.1; _i=$((_i + 1))
-  done
-  # The answer: what came after the prompt that preceded the command.
-  awk -v n=$((_n + 1)) 'BEGIN { RS = "qemu-io> " } NR == n' \
-    "$tmpdir/$2.out"
-}
 # show FILE: as TAP comments (a session's output ends without a newline).
 show ()
 {
@@ -117,11 +134,11 @@ children ()
 }
 
 before=$(children)
-session a 7
+session a 7 "$px2"
 ask 7 a "read 0 256" >/dev/null
 sleep 0.5
 child_a=$(comm -13 <(echo "$before") <(children) | head -n 1)
-session b 8
+session b 8 "$px2"
 ask 8 b "read 0 256" >/dev/null
 if [ -z "$child_a" ]; then
   tap_result "not ok" "found host connection a's nbd-server process"
@@ -157,7 +174,7 @@ stop_proxy px2
 start_proxy px3 "uri=nbd+unix:///export?socket=$tmpdir/ns.sock" connections=2
 px2=$(proxy_uri px3)
 before=$(children)
-session c 9
+session c 9 "$px2"
 ask 9 c "read 0 256" >/dev/null
 sleep 0.5
 pool=$(comm -13 <(echo "$before") <(children))
