@@ -420,6 +420,8 @@ cert_file (const char *dir, const char *name)
 {
   char *path;
 
+  if (dir == NULL)
+    return NULL;
   if (asprintf (&path, "%s/%s", dir, name) == -1)
     return NULL;
   if (access (path, R_OK) == 0)
@@ -428,7 +430,9 @@ cert_file (const char *dir, const char *name)
   return NULL;
 }
 
-/* Load the CA, CRL and client certificate of dir into t->x509. */
+/* Load the CA, CRL and client certificate of dir (NULL: none, only the
+ * system's CAs) into t->x509.
+ */
 static int
 load_certificates (struct nbd_handle *h, struct tls_session *t,
                    const char *dir)
@@ -461,7 +465,7 @@ load_certificates (struct nbd_handle *h, struct tls_session *t,
     set_dead (h, EIO, "TLS: %s: %s", what ? what : "system trust store",
               gnutls_strerror (err));
   else
-    debug (h, "TLS: certificates from %s%s", dir,
+    debug (h, "TLS: certificates from %s%s", dir ? dir : "the system",
            cert && key ? " (with a client certificate)" : "");
   free (ca);
   free (crl);
@@ -485,15 +489,7 @@ set_x509_credentials (struct nbd_handle *h, struct tls_session *t)
     free (dir);
     return -1;
   }
-  if (dir)
-    r = load_certificates (h, t, dir);
-  else {
-    err = gnutls_certificate_set_x509_system_trust (t->x509);
-    r = err < 0 ? -1 : 0;
-    if (r == -1)
-      set_dead (h, EIO, "TLS: system trust store: %s",
-                gnutls_strerror (err));
-  }
+  r = load_certificates (h, t, dir);
   free (dir);
   if (r == -1)
     return -1;
