@@ -543,10 +543,12 @@ retries (void)
 }
 
 /* Connect a new upstream handle to export, trying 1 + retry times, one
- * second apart.  NULL (with nbdkit_error called) if every attempt failed.
+ * second apart.  In opt mode (dynamic exports, start-up probe) the handle
+ * stops before asking for an export.  NULL (with nbdkit_error called) if
+ * every attempt failed.
  */
-struct nbd_handle *
-upstream_connect (const char *export)
+static struct nbd_handle *
+connect_retrying (const char *export, bool opt_mode)
 {
   unsigned attempt;
   char *message = NULL;
@@ -564,6 +566,7 @@ upstream_connect (const char *export)
       return NULL;
     }
     if (upstream_prepare (nbd, export) == 0 &&
+        (!opt_mode || nbd_set_opt_mode (nbd, true) == 0) &&
         upstream_connect_once (nbd, export) == 0) {
       free (message);
       return nbd;
@@ -578,12 +581,22 @@ upstream_connect (const char *export)
     if (config.mode == MODE_SOCKET_FD)
       break;
   }
-  nbdkit_error ("cannot connect to upstream %s (export \"%s\")%s: %s",
-                upstream_name (), export, retries (),
-                message ? message : strerror (err));
+  if (opt_mode)
+    nbdkit_error ("cannot connect to upstream %s%s: %s", upstream_name (),
+                  retries (), message ? message : strerror (err));
+  else
+    nbdkit_error ("cannot connect to upstream %s (export \"%s\")%s: %s",
+                  upstream_name (), export, retries (),
+                  message ? message : strerror (err));
   free (message);
   errno = err ? err : EIO;
   return NULL;
+}
+
+struct nbd_handle *
+upstream_connect (const char *export)
+{
+  return connect_retrying (export, false);
 }
 
 /* Disconnect politely (the server finishes what it had), then free. */
@@ -595,48 +608,28 @@ upstream_close (struct nbd_handle *nbd)
   nbd_close (nbd);
 }
 
-/* At start-up: is the upstream there?  One clear line if not. */
+/* At start-up: is the upstream there?  One clear line if not.  With
+ * dynamic exports there is no export to ask for: connect in opt mode and
+ * abort.
+ */
 int
 upstream_probe (void)
 {
   struct nbd_handle *nbd;
-  unsigned attempt;
-  char *message = NULL;
 
   if (config.shared)
     return 0;                   /* pool_start_shared connects for real */
-  if (!config.dynamic_export) {
-    nbd = upstream_connect (config.export);
-    if (nbd == NULL)
-      return -1;
-    upstream_close (nbd);
-    return 0;
-  }
-  for (attempt = 0; attempt <= config.retry; attempt++) {
-    if (attempt > 0 && retry_pause () == -1)
-      break;
-    nbd = nbd_create ();
-    if (nbd == NULL) {
-      nbdkit_error ("nbd_create: %s", nbd_get_error ());
-      free (message);
-      return -1;
-    }
-    /* Opt mode: connect, stop before asking for an export, abort. */
-    if (upstream_prepare (nbd, "") == 0 && nbd_set_opt_mode (nbd, true) == 0 &&
-        upstream_connect_once (nbd, "") == 0) {
-      nbd_opt_abort (nbd);
-      nbd_close (nbd);
-      free (message);
-      return 0;
-    }
-    free (message);
-    message = strdup (nbd_get_error () ? nbd_get_error () : "?");
+  nbd = connect_retrying (config.dynamic_export ? "" : config.export,
+                          config.dynamic_export);
+  if (nbd == NULL)
+    return -1;
+  if (config.dynamic_export) {
+    nbd_opt_abort (nbd);
     nbd_close (nbd);
   }
-  nbdkit_error ("cannot connect to upstream %s%s: %s", upstream_name (),
-                retries (), message ? message : "unknown error");
-  free (message);
-  return -1;
+  else
+    upstream_close (nbd);
+  return 0;
 }
 
 static int

@@ -90,4 +90,15 @@ check "an upstream that comes up during retry= is found" \
   nbdinfo --size "$(proxy_uri pxlate)"
 stop_proxy pxlate
 
+# The same with dynamic exports, where start-up probes in opt mode.
+fails "unreachable after retry=1, dynamic export" "after 1 retry:" \
+  socket=$tmpdir/nothing.sock retry=1
+( sleep 1.5; exec nbdkit --exit-with-parent -f -U "$tmpdir/late2.sock" \
+    pattern 1M ) &
+add_pid $!
+start_proxy pxlate2 socket="$tmpdir/late2.sock" retry=5
+check "dynamic export: an upstream that comes up during retry= is found" \
+  nbdinfo --size "$(proxy_uri pxlate2)"
+stop_proxy pxlate2
+
 tap_done
