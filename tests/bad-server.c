@@ -1,6 +1,6 @@
 /* bad-server: a deliberately misbehaving NBD server, for tests only.
  *
- * Usage: bad-server [--socket PATH] [--trickle] SCENARIO
+ * Usage: bad-server [--socket PATH [--serve-many MARKER]] [--trickle] SCENARIO
  *        bad-server --list
  *
  * It serves a read-only 1 MiB export in which every 8-byte big-endian word
@@ -21,6 +21,13 @@
  * exits when the client goes away (EOF or a failed write), and in any case
  * after a minute.
  *
+ * With --serve-many (a proxy as the client) it serves every client of
+ * PATH, each in a process of its own, for ten minutes at most.  Only one
+ * of them misbehaves in transmission: the first to reach the fault
+ * creates the file MARKER, the others find it and answer correctly.  So a
+ * proxy's other upstream connections stay good, and the test sees that
+ * the fault happened.  Handshake faults hit every client.
+ *
  * To add a scenario: write a read_fault or command_fault function (or
  * pick a handshake_fault), add a row to the scenarios table, and add what a
  * client must do to the expectations of hostile-replies.c (it checks that
@@ -32,6 +39,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -113,6 +121,7 @@
 #define EXPORT_SIZE                 (1024 * 1024)
 #define MAX_OPTION_LENGTH           65536
 #define SAFETY_TIMEOUT_SECONDS      60
+#define SERVE_MANY_TIMEOUT_SECONDS  600 /* the listener of --serve-many */
 #define ERROR_STREAM_SECONDS        4   /* times $NBDC_SLOWDOWN */
 #define BATCH_DELAY_MS              1500
 #define BATCH_MAX                   1000
@@ -265,6 +274,7 @@ struct scenario {
 static const struct scenario *scenario;
 static int in_fd = STDIN_FILENO, out_fd = STDOUT_FILENO;
 static bool trickle;
+static const char *fault_marker; /* --serve-many: who may misbehave */
 static bool structured_replies;
 static bool no_zeroes;
 static bool holding;            /* SC_BATCH: flush_out keeps the output */
@@ -279,6 +289,26 @@ fail (const char *msg)
 {
   fprintf (stderr, "bad-server: %s\n", msg);
   exit (EXIT_FAILURE);
+}
+
+/* May this process misbehave in transmission?  Always, unless
+ * --serve-many: then only the first process to create the marker file.
+ */
+static bool
+claim_fault (void)
+{
+  int fd;
+
+  if (fault_marker == NULL)
+    return true;
+  fd = open (fault_marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd == -1) {
+    if (errno != EEXIST)
+      fail ("cannot create the --serve-many marker");
+    return false;
+  }
+  close (fd);
+  return true;
 }
 
 static void
@@ -1734,7 +1764,7 @@ answer_block_status (const struct request *req)
    */
   if (!base_allocation_selected && !dirty_bitmap_selected)
     exit (EXIT_SUCCESS);
-  if (first && scenario->command_fault)
+  if (first && scenario->command_fault && claim_fault ())
     scenario->command_fault (req);
   else
     reply_block_status (req);
@@ -1747,7 +1777,7 @@ answer_write (const struct request *req)
 {
   static bool first = true;
 
-  if (first && scenario->command_fault)
+  if (first && scenario->command_fault && claim_fault ())
     scenario->command_fault (req);
   else if (structured_replies) {
     none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
@@ -2490,7 +2520,7 @@ answer_request (const struct request *req)
     if (req->offset > export_size () ||
         req->count > export_size () - req->offset)
       reply_error (req, NBD_EINVAL);
-    else if (first_read && scenario->read_fault) {
+    else if (first_read && scenario->read_fault && claim_fault ()) {
       first_read = false;
       scenario->read_fault (req);
     }
@@ -2609,13 +2639,33 @@ accept_one (const char *path)
       exit (EXIT_FAILURE);
     }
   }
-  conn = accept (sock, NULL, NULL);
-  if (conn == -1) {
-    perror ("bad-server: accept");
-    exit (EXIT_FAILURE);
+  for (;;) {
+    conn = accept (sock, NULL, NULL);
+    if (conn == -1) {
+      if (errno == EINTR)
+        continue;
+      perror ("bad-server: accept");
+      exit (EXIT_FAILURE);
+    }
+    if (fault_marker == NULL)
+      break;
+    /* --serve-many: a child serves this client, the parent waits for
+     * the next (children are reaped by SIGCHLD's SIG_IGN).
+     */
+    switch (fork ()) {
+    case -1:
+      perror ("bad-server: fork");
+      exit (EXIT_FAILURE);
+    case 0:
+      alarm (SAFETY_TIMEOUT_SECONDS);
+      goto serve_this;
+    default:
+      close (conn);
+    }
   }
+ serve_this:
   close (sock);
-  if (path)
+  if (path && fault_marker == NULL)
     unlink (path);
   in_fd = out_fd = conn;
   return true;
@@ -2625,7 +2675,8 @@ static void
 usage (void)
 {
   fprintf (stderr,
-           "usage: bad-server [--socket PATH] [--trickle] SCENARIO\n"
+           "usage: bad-server [--socket PATH [--serve-many MARKER]] "
+           "[--trickle] SCENARIO\n"
            "       bad-server --list\n");
   exit (EXIT_FAILURE);
 }
@@ -2645,6 +2696,8 @@ main (int argc, char *argv[])
   for (i = 1; i < argc - 1; i++) {
     if (strcmp (argv[i], "--socket") == 0 && i + 1 < argc - 1)
       socket_path = argv[++i];
+    else if (strcmp (argv[i], "--serve-many") == 0 && i + 1 < argc - 1)
+      fault_marker = argv[++i];
     else if (strcmp (argv[i], "--trickle") == 0)
       trickle = true;
     else
@@ -2661,8 +2714,16 @@ main (int argc, char *argv[])
     return EXIT_FAILURE;
   }
 
+  if (fault_marker && socket_path == NULL)
+    usage ();
+
   signal (SIGPIPE, SIG_IGN);
-  alarm (SAFETY_TIMEOUT_SECONDS);
+  if (fault_marker) {
+    signal (SIGCHLD, SIG_IGN);
+    alarm (SERVE_MANY_TIMEOUT_SECONDS);
+  }
+  else
+    alarm (SAFETY_TIMEOUT_SECONDS);
   accept_one (socket_path);
 
   if (scenario->flags & SC_OLDSTYLE)

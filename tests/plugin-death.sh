@@ -18,29 +18,6 @@ tmpdir_setup
 
 slow=${NBDC_SLOWDOWN:-1}
 
-# session NAME FD URI: a qemu-io on URI reading commands from
-# $tmpdir/NAME.in, which the shell writes through FD.
-session ()
-{
-  mkfifo "$tmpdir/$1.in"
-  qemu-io -f raw -r "$3" <"$tmpdir/$1.in" >"$tmpdir/$1.out" 2>&1 &
-  add_pid $!
-  eval "exec ${2}>\"\$tmpdir/\$1.in\""
-}
-# ask FD NAME COMMAND: run COMMAND in the session; wait for its answer.
-ask ()
-{
-  _n=$(grep -c 'qemu-io>' "$tmpdir/$2.out" 2>/dev/null)
-  echo "$3" >&"$1"
-  _i=0
-  while [ $_i -lt $((300 * slow)) ]; do
-    [ "$(grep -o 'qemu-io>' "$tmpdir/$2.out" | wc -l)" -gt "$_n" ] && break
-    sleep 0.1; _i=$((_i + 1))
-  done
-  # The answer: what came after the prompt that preceded the command.
-  awk -v n=$((_n + 1)) 'BEGIN { RS = "qemu-io> " } NR == n' \
-    "$tmpdir/$2.out"
-}
 # --- 1. the whole upstream dies with requests waiting.
 start_nbdkit up --filter=delay pattern 1M rdelay=20
 up_pid=$server_pid

@@ -124,6 +124,38 @@ stop_proxy ()
   fi
 }
 
+# session NAME FD URI [rw]: a qemu-io on URI (read-only unless rw) reading
+# commands from $tmpdir/NAME.in, which the shell writes through FD.
+session ()
+{
+  mkfifo "$tmpdir/$1.in"
+  _ro=-r
+  [ "${4:-}" = rw ] && _ro=
+  qemu-io -f raw $_ro "$3" <"$tmpdir/$1.in" >"$tmpdir/$1.out" 2>&1 &
+  add_pid $!
+  eval "exec ${2}>\"\$tmpdir/\$1.in\""
+  # Its first prompt, so that ask counts prompts from a known start.
+  _i=0
+  while ! grep -q 'qemu-io>' "$tmpdir/$1.out" 2>/dev/null &&
+        [ $_i -lt $((300 * ${NBDC_SLOWDOWN:-1})) ]; do
+    sleep 0.1; _i=$((_i + 1))
+  done
+}
+# ask FD NAME COMMAND: run COMMAND in the session; wait for its answer.
+ask ()
+{
+  _n=$(grep -c 'qemu-io>' "$tmpdir/$2.out" 2>/dev/null)
+  echo "$3" >&"$1"
+  _i=0
+  while [ $_i -lt $((300 * ${NBDC_SLOWDOWN:-1})) ]; do
+    [ "$(grep -o 'qemu-io>' "$tmpdir/$2.out" | wc -l)" -gt "$_n" ] && break
+    sleep 0.1; _i=$((_i + 1))
+  done
+  # The answer: what came after the prompt that preceded the command.
+  awk -v n=$((_n + 1)) 'BEGIN { RS = "qemu-io> " } NR == n' \
+    "$tmpdir/$2.out"
+}
+
 # check NAME COMMAND...: a TAP line for the command's success.
 check ()
 {

@@ -16,6 +16,7 @@ PLUGIN_TESTS = \
 	plugin-fio.sh \
 	plugin-exports.sh \
 	plugin-tls.sh \
+	plugin-hostile.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
