@@ -337,22 +337,35 @@ proxy_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   return r;
 }
 
+/* What the extent callback fills in. */
+struct extents_reply {
+  struct nbdkit_extents *extents;
+  bool seen;                    /* a base:allocation chunk came */
+};
+
 /* Each base:allocation descriptor (length, flags) becomes an nbdkit
- * extent; nbdkit drops what lies outside the request.
+ * extent; nbdkit drops what lies outside the request.  The NBD spec
+ * allows one chunk per context; libnbd's (and libnbdc's) callback may see
+ * more from a buggy server: the first is taken, the rest ignored.
  */
 static int
 add_extents (void *user_data, const char *metacontext, uint64_t offset,
              uint32_t *entries, size_t nr_entries, int *error)
 {
-  struct nbdkit_extents *extents = user_data;
+  struct extents_reply *reply = user_data;
   size_t i;
 
   if (strcmp (metacontext, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
     return 0;
+  if (reply->seen) {
+    nbdkit_debug ("upstream sent another base:allocation chunk: ignored");
+    return 0;
+  }
+  reply->seen = true;
   for (i = 0; i + 1 < nr_entries; i += 2) {
     uint32_t type = entries[i + 1] & (LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO);
 
-    if (nbdkit_add_extent (extents, offset, entries[i], type) == -1) {
+    if (nbdkit_add_extent (reply->extents, offset, entries[i], type) == -1) {
       *error = errno ? errno : EIO;
       return -1;
     }
@@ -366,18 +379,27 @@ proxy_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
                struct nbdkit_extents *extents)
 {
   struct slot *slot = pool_get (handle, 0);
+  struct extents_reply reply = { .extents = extents };
   int r;
 
   if (slot == NULL)
     return -1;
   r = nbd_block_status (slot->nbd, count, offset,
                         (nbd_extent_callback) { .callback = add_extents,
-                                                .user_data = extents },
+                                                .user_data = &reply },
                         flags & NBDKIT_FLAG_REQ_ONE ?
                         LIBNBD_CMD_FLAG_REQ_ONE : 0);
   if (r == -1)
     upstream_failed (slot, "extents");
   pool_put (slot);
+  /* Success without a base:allocation chunk (a server that could not say,
+   * see nbd_block_status(3)): allocated data, the answer that is always
+   * true.
+   */
+  if (r == 0 && !reply.seen) {
+    nbdkit_debug ("upstream sent no base:allocation extents: data");
+    r = nbdkit_add_extent (extents, offset, count, 0);
+  }
   return r;
 }
 

@@ -1975,6 +1975,27 @@ bs_error_chunk (const struct request *req)
   flush_out ();
 }
 
+/* Success with no BLOCK_STATUS chunk at all: only NONE. */
+static void
+bs_none_only (const struct request *req)
+{
+  none_chunk (NBD_REPLY_FLAG_DONE, req->cookie);
+  flush_out ();
+}
+
+/* Two base:allocation chunks for one request: data, then hole. */
+static void
+bs_two_chunks (const struct request *req)
+{
+  const uint32_t data[] = { req->count, 0 };
+  const uint32_t hole[] = { req->count, NBD_STATE_HOLE | NBD_STATE_ZERO };
+
+  extents_chunk (0, req->cookie, BASE_ALLOCATION_ID, 1, data);
+  extents_chunk (NBD_REPLY_FLAG_DONE, req->cookie, BASE_ALLOCATION_ID, 1,
+                 hole);
+  flush_out ();
+}
+
 /* The base:allocation chunk, then an ERROR chunk with DONE. */
 static void
 bs_extents_then_error (const struct request *req)
@@ -2246,6 +2267,12 @@ static const struct scenario scenarios[] = {
   { "bs-extents-then-error",
     "a correct BLOCK_STATUS chunk, then an EIO error chunk",
     SC_META, HS_NONE, .command_fault = bs_extents_then_error },
+  { "bs-none-only",
+    "success without a BLOCK_STATUS chunk: NONE only",
+    SC_META, HS_NONE, .command_fault = bs_none_only },
+  { "bs-two-chunks",
+    "two base:allocation chunks for one request (data, then hole)",
+    SC_META, HS_NONE, .command_fault = bs_two_chunks },
   { "bs-chunk-for-read",
     "base:allocation selected; a BLOCK_STATUS chunk in reply to a read",
     SC_META, HS_NONE, block_status_for_read },

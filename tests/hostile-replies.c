@@ -569,6 +569,22 @@ static const struct expectation expectations[] = {
     .same_as_libnbd = true,
     BS (BS_OFFSET, BS_COUNT, .calls = 1,
         .call = { { BASE_ALLOCATION, 1, EXTENTS (BS_COUNT, 0) } }) },
+  /* The spec asks for one chunk per context; nbd_block_status(3) says the
+   * callback may be called more often or not at all, and libnbd 1.14
+   * passes either on: so does libnbdc (the caller, e.g. nbd-proxy, copes).
+   */
+  { "bs-none-only", false, 0, WORKS, 0, ANY,
+    "success without a BLOCK_STATUS chunk: no callback",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 0) },
+  { "bs-two-chunks", false, 0, WORKS, 0, ANY,
+    "two chunks for one context: the callback sees both",
+    .same_as_libnbd = true,
+    BS (BS_OFFSET, BS_COUNT, .calls = 2,
+        .call = { { BASE_ALLOCATION, 1, EXTENTS (BS_COUNT, 0) },
+                  { BASE_ALLOCATION, 1,
+                    EXTENTS (BS_COUNT,
+                             LIBNBD_STATE_HOLE | LIBNBD_STATE_ZERO) } }) },
   { "bs-data-chunk", false, 0, DIES, EPROTO, ANY,
     "a data chunk in reply to block status: hard disconnect",
     .same_as_libnbd = true, .libnbd_errno_0 = true,

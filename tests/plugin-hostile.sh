@@ -34,13 +34,14 @@ start_bad ()
     _server_failed "bad-server $2" "$tmpdir/$1.bad.log"
 }
 
-# The fault happened upstream (the test would otherwise prove nothing).
+# fault_seen NAME SCENARIO: the fault happened upstream (the test would
+# otherwise prove nothing).
 fault_seen ()
 {
   if [ -e "$tmpdir/$1.marker" ]; then
-    tap_result "ok" "$1: the upstream misbehaved"
+    tap_result "ok" "$2: the upstream misbehaved"
   else
-    tap_result "not ok" "$1: the upstream misbehaved"
+    tap_result "not ok" "$2: the upstream misbehaved"
   fi
 }
 
@@ -77,7 +78,7 @@ read_fault ()
   start_proxy "px$name" socket="$tmpdir/$name.sock"
   session "$name" 9 "$(proxy_uri "px$name")"
   expect "$1: the request fails: $2" "$2" "$(ask 9 "$name" "read 65536 65536")"
-  fault_seen "$name"
+  fault_seen "$name" "$1"
   nbdcopy "$(proxy_uri "px$name")" "$tmpdir/$name.img" 2>"$tmpdir/copy.err"
   if cmp -s "$tmpdir/$name.img" "$tmpdir/expected.img"; then
     tap_result "ok" "$1: another host connection reads the export exactly"
@@ -128,13 +129,33 @@ if nbdinfo --map "$(proxy_uri "px$name")" >"$tmpdir/map1" 2>&1; then
 else
   tap_result "ok" "bs-unknown-context: the map fails"
 fi
-fault_seen "$name"
+fault_seen "$name" bs-unknown-context
 nbdinfo --map "nbd+unix:///?socket=$tmpdir/$name.sock" >"$tmpdir/map.want" 2>&1
 nbdinfo --map "$(proxy_uri "px$name")" >"$tmpdir/map.got" 2>&1
 same "bs-unknown-context: another host connection maps as the upstream" \
   "$(cat "$tmpdir/map.got")" "$(cat "$tmpdir/map.want")"
 proxy_alive bs-unknown-context
 stop_proxy "px$name"
+
+# Success without a base:allocation chunk, or with two (nbd_block_status(3)
+# allows both): the proxy answers "data" for what the upstream did not
+# say clearly, the answer that is always true, rather than failing.
+for sc in bs-none-only bs-two-chunks; do
+  n=$((n + 1))
+  name=bs$n                     # a shell name: start_proxy makes a variable
+  start_bad "$name" "$sc"
+  start_proxy "px$name" socket="$tmpdir/$name.sock"
+  if nbdinfo --map "$(proxy_uri "px$name")" >"$tmpdir/map1" 2>&1; then
+    same "$sc: the map says data" "$(awk '{ print $1, $2, $3 }' "$tmpdir/map1")" \
+      "0 1048576 0"
+  else
+    tap_result "not ok" "$sc: the map says data"
+    sed 's/^/# /' "$tmpdir/map1"
+  fi
+  fault_seen "$name" "$sc"
+  proxy_alive "$sc"
+  stop_proxy "px$name"
+done
 
 # Writes: the server's error reaches the host, the next write lands.
 name=w
@@ -143,7 +164,7 @@ start_proxy "px$name" socket="$tmpdir/$name.sock"
 session "$name" 8 "$(proxy_uri "px$name")" rw
 expect "write-error-chunk: the write fails with EIO" \
   "write failed: Input/output error" "$(ask 8 "$name" "write -P 1 0 4096")"
-fault_seen "$name"
+fault_seen "$name" write-error-chunk
 expect "write-error-chunk: the next write works" \
   "wrote 4096/4096 bytes at offset 4096" \
   "$(ask 8 "$name" "write -P 1 4096 4096")"
