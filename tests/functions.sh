@@ -291,5 +291,10 @@ tap_run ()
 # Print the plan (at the end: TAP allows it there).
 tap_done ()
 {
+  # Proxies a plugin test left running are stopped, so that every one
+  # gets its exit checked (valgrind, sanitizers).
+  if type stop_proxies >/dev/null 2>&1; then
+    stop_proxies
+  fi
   echo "1..$_tap_count"
 }
