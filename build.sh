@@ -8,6 +8,9 @@
 #                          valgrind, then built with
 #                          -fsanitize=address,undefined); ends with
 #                          "N passed, N failed, N skipped"
+#   ./build.sh serve [URI] what run does after building, with the build
+#                          in $NBD_PROXY_BUILD (default _build): for the
+#                          test of run (tests/build-run.sh)
 #
 # Both install missing Debian packages, and reuse earlier builds.
 set -euo pipefail
@@ -103,7 +106,8 @@ check () {
 # upstream) on a Unix socket; read a little through it; say how to connect;
 # serve until Ctrl-C.
 serve () {
-  local plugin=$top/_build/plugin/.libs/nbd-proxy.so tmp upstream sock
+  local bdir=${NBD_PROXY_BUILD:-$top/_build}
+  local plugin=$bdir/plugin/.libs/nbd-proxy.so tmp upstream sock
   local uri proxy_pid up_pid=
   if [ ! -f "$plugin" ]; then
     echo "build.sh: the plugin was not built (is nbdkit-plugin-dev installed?)" >&2
@@ -139,7 +143,7 @@ serve () {
   # nbdc-cat reads whole exports: a second nbdkit cuts this one to 64
   # bytes (--filter=truncate over the plugin again) for it.
   nbdkit -U - --filter=truncate "$plugin" uri="$uri" truncate=64 \
-    --run "'$top/_build/examples/nbdc-cat' -o '$tmp/first' \"\$uri\"" \
+    --run "'$bdir/examples/nbdc-cat' -o '$tmp/first' \"\$uri\"" \
     >/dev/null && od -A d -c "$tmp/first" | sed 's/^/  /'
   cat <<EOT
 
@@ -164,6 +168,10 @@ case "$cmd" in
     shift
     serve "$@"
     ;;
+  serve)
+    shift
+    serve "$@"
+    ;;
   test)
     install_packages "${test_packages[@]}"
     build _build
@@ -181,7 +189,7 @@ case "$cmd" in
     exit $status
     ;;
   *)
-    echo "usage: $0 run [URI] | test" >&2
+    echo "usage: $0 run [URI] | test | serve [URI]" >&2
     exit 2
     ;;
 esac

@@ -17,6 +17,7 @@ PLUGIN_TESTS = \
 	plugin-exports.sh \
 	plugin-tls.sh \
 	plugin-hostile.sh \
+	build-run.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
