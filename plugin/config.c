@@ -642,6 +642,33 @@ list_one (void *user_data, const char *name, const char *description)
                             : NULL);
 }
 
+/* A handle negotiating with the upstream (opt mode, export ""), for a
+ * question asked during the handshake; NULL with errors left in libnbdc's
+ * error for the caller's message.  Done with: opt_handle_close.
+ */
+static struct nbd_handle *
+opt_handle (void)
+{
+  struct nbd_handle *nbd = nbd_create ();
+
+  if (nbd == NULL)
+    return NULL;
+  if (upstream_prepare (nbd, "") == 0 &&
+      nbd_set_opt_mode (nbd, true) == 0 &&
+      upstream_connect_once (nbd, "") == 0)
+    return nbd;
+  nbd_close (nbd);
+  return NULL;
+}
+
+static void
+opt_handle_close (struct nbd_handle *nbd)
+{
+  if (nbd_aio_is_negotiating (nbd))
+    nbd_opt_abort (nbd);
+  nbd_close (nbd);
+}
+
 /* The upstream's export list (dynamic mode), or the configured export. */
 int
 upstream_list_exports (struct nbdkit_exports *exports)
@@ -651,21 +678,43 @@ upstream_list_exports (struct nbdkit_exports *exports)
 
   if (!config.dynamic_export)
     return nbdkit_use_default_export (exports);
-  nbd = nbd_create ();
-  if (nbd == NULL) {
-    nbdkit_error ("nbd_create: %s", nbd_get_error ());
-    return -1;
-  }
-  if (upstream_prepare (nbd, "") == 0 &&
-      nbd_set_opt_mode (nbd, true) == 0 &&
-      upstream_connect_once (nbd, "") == 0 &&
+  nbd = opt_handle ();
+  if (nbd &&
       nbd_opt_list (nbd, (nbd_list_callback) { .callback = list_one,
                                                .user_data = exports }) != -1)
     r = 0;
   else
     nbdkit_error ("listing the upstream's exports: %s", nbd_get_error ());
-  if (nbd_aio_is_negotiating (nbd))
-    nbd_opt_abort (nbd);
-  nbd_close (nbd);
+  if (nbd)
+    opt_handle_close (nbd);
+  return r;
+}
+
+/* The name of the upstream's default export (dynamic mode): what it calls
+ * "" in NBD_INFO_NAME, asked with NBD_OPT_INFO, so that a host client
+ * sees the name the upstream gives.  "" when the upstream does not say;
+ * NULL (an error) when it cannot be reached.
+ */
+const char *
+upstream_default_export (void)
+{
+  struct nbd_handle *nbd = opt_handle ();
+  const char *r = "";
+  char *name;
+
+  if (nbd == NULL) {
+    nbdkit_error ("asking the upstream for its default export: %s",
+                  nbd_get_error ());
+    return NULL;
+  }
+  if (nbd_opt_info (nbd) == 0 &&
+      (name = nbd_get_canonical_export_name (nbd)) != NULL) {
+    r = nbdkit_strdup_intern (name);
+    free (name);
+  }
+  else
+    nbdkit_debug ("the upstream names no default export: %s",
+                  nbd_get_error ());
+  opt_handle_close (nbd);
   return r;
 }

@@ -67,8 +67,8 @@ proxy_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 static const char *
 proxy_default_export (int readonly, int is_tls)
 {
-  /* Dynamic: "" upstream is the upstream's default export. */
-  return config.dynamic_export ? "" : config.export;
+  /* Dynamic: the name the upstream gives its default export. */
+  return config.dynamic_export ? upstream_default_export () : config.export;
 }
 
 static void *

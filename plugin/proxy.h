@@ -64,6 +64,7 @@ extern struct nbd_handle *upstream_connect (const char *export);
 extern void upstream_close (struct nbd_handle *nbd);
 extern int upstream_probe (void);
 extern int upstream_list_exports (struct nbdkit_exports *exports);
+extern const char *upstream_default_export (void);
 
 /* pool.c: a host connection's upstream is a pool of slots. */
 struct slot {

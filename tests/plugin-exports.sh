@@ -10,6 +10,7 @@
 
 requires_proxy
 requires nbd-server nbdinfo nbdcopy md5sum
+requires_nbdkit_filter exportname
 tmpdir_setup
 
 head -c 1M /dev/urandom >"$tmpdir/a.img"
@@ -70,5 +71,16 @@ start_proxy dynuri "uri=nbd+unix:///alpha?socket=$tmpdir/ns.sock" \
 same "dynamic-export=true: the client's name replaces the URI's" \
   "$(checksum "$(proxy_uri dynuri beta)")" "$(sum "$tmpdir/b.img")"
 
-for p in dyn pinned pinuri dynuri; do stop_proxy $p; done
+# The default export ("") keeps the name the upstream gives it
+# (NBD_INFO_NAME), as nbdkit's nbd plugin shows it.
+start_nbdkit named --filter=exportname memory 1M default-export=foo \
+  exportname-list=explicit exportname=foo exportname=bar
+start_proxy dynnamed socket="$tmpdir/named.sock"
+export_name () { nbdinfo --json "$1" | sed -n 's/.*"export-name": "\(.*\)".*/\1/p'; }
+same "the default export is named as upstream" \
+  "$(export_name "$(proxy_uri dynnamed)")" \
+  "$(export_name "nbd+unix:///?socket=$tmpdir/named.sock")"
+same "and that name is foo" "$(export_name "$(proxy_uri dynnamed)")" foo
+
+for p in dyn pinned pinuri dynuri dynnamed; do stop_proxy $p; done
 tap_done
