@@ -18,7 +18,17 @@ PLUGIN_TESTS = \
 	plugin-tls.sh \
 	plugin-hostile.sh \
 	build-run.sh \
+	plugin-commands.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
 EXTRA_DIST += $(PLUGIN_TESTS) plugin-functions.sh plugin-valgrind.supp
+
+# nbd-commands: a host client for plugin-commands.sh, built against libnbd
+# (the reference client), so only with libnbd-dev.
+if HAVE_LIBNBD
+check_PROGRAMS += nbd-commands
+nbd_commands_SOURCES = nbd-commands.c
+nbd_commands_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
+nbd_commands_LDADD = $(LIBNBD_LIBS)
+endif
