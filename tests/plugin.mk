@@ -19,6 +19,7 @@ PLUGIN_TESTS = \
 	plugin-hostile.sh \
 	build-run.sh \
 	plugin-commands.sh \
+	plugin-modes.sh \
 	$(NULL)
 
 TESTS += $(PLUGIN_TESTS)
