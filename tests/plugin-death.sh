@@ -57,6 +57,19 @@ if kill -0 "$proxy_pid" 2>/dev/null; then
 else
   tap_result "not ok" "the proxy survives the upstream's death"
 fi
+# The host connection that was open through the death fails fast too.
+t0=$(date +%s)
+answer=$(ask 9 holder "read 0 512")
+elapsed=$(( $(date +%s) - t0 ))
+case $answer in
+  "read failed: Input/output error"*)
+    tap_result "ok" "the open host connection's next read fails with EIO" ;;
+  *) tap_result "not ok" "the open host connection's next read fails with EIO"
+     printf '%s\n' "$answer" | sed 's/^/# /' ;;
+esac
+[ $elapsed -le $((5 * slow)) ] &&
+  tap_result "ok" "and fails fast ($elapsed s)" ||
+  tap_result "not ok" "and fails fast ($elapsed s)"
 # Only the first upstream connection has seen the death (small requests
 # keep to it); the others are dead too, unknown to the proxy.  A new host
 # connection must not be given that pool, which the holder keeps: even a

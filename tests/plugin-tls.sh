@@ -93,6 +93,15 @@ stop_proxy pxx509uri
 fails "X.509: a certificate for another host: refused" \
   "certificate was refused" hostname=localhost port="$wrong_port" \
   tls=require tls-certificates="$tls/client"
+# An expired certificate, and one from a CA the proxy does not trust, over
+# a Unix socket too (libnbdc checks the chain on every transport).
+for bad in expired untrusted; do
+  case $bad in expired) why=expired ;; untrusted) why="issuer" ;; esac
+  start_nbdkit "up$bad" --tls=require --tls-certificates="$tls/$bad" \
+    pattern 1M
+  fails "X.509: an $bad certificate: refused" "certificate was refused.*$why" \
+    socket="$tmpdir/up$bad.sock" tls=require tls-certificates="$tls/client"
+done
 start_proxy pxnoverify hostname=localhost port="$wrong_port" tls=require \
   tls-certificates="$tls/client" tls-verify=false
 same "X.509 with tls-verify=false: a misnamed certificate is taken" \
