@@ -66,6 +66,9 @@ run description --filter=exportname memory 1M exportdesc=fixed:"a disk"
 if nbdkit eval --version >/dev/null 2>&1; then
   run rotational eval get_size='echo 1M' is_rotational='exit 0' \
     can_multi_conn='exit 3' pread='head -c $3 /dev/zero'
+  # Writable, but without flush, trim, FUA, cache or extents.
+  run bare eval get_size='echo 1M' pread='head -c $3 /dev/zero' \
+    pwrite='cat >/dev/null'
 else
   tap_result "ok" "rotational # SKIP nbdkit eval plugin missing"
 fi
