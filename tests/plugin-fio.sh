@@ -3,8 +3,9 @@
 # depth 16 with every block verified (crc32c), through the proxy: over an
 # upstream that can multi-conn (a shared pool of connections) and over one
 # that cannot (one upstream connection per host connection), with one and
-# with four fio jobs (host connections).  nbdcopy then checks the upstream
-# holds what the proxy serves.
+# with four fio jobs (host connections); and over qemu-nbd (qcow2) and
+# nbd-server (simple replies).  nbdcopy then checks the upstream holds
+# what the proxy serves.
 
 . "${srcdir:-.}/functions.sh"
 . "${srcdir:-.}/plugin-functions.sh"
@@ -52,6 +53,27 @@ if nbdkit --filter=multi-conn null --version >/dev/null 2>&1; then
     "$(checksum "nbd+unix:///?socket=$tmpdir/one.sock")" \
     "$(checksum "$(proxy_uri pxone)")"
   stop_proxy pxone
+fi
+
+# qemu-nbd serving a qcow2 (its own allocation, structured replies), and
+# nbd-server (simple replies only), writable.
+if command -v qemu-nbd >/dev/null && command -v qemu-img >/dev/null; then
+  qemu-img create -q -f qcow2 "$tmpdir/fio.qcow2" 64M
+  start_qemu_nbd_opts qn "$tmpdir/fio.qcow2" -f qcow2
+  start_proxy pxqn socket="$tmpdir/qn.sock"
+  run_fio qemu-nbd "$(proxy_uri pxqn)" 1
+  stop_proxy pxqn
+else
+  tap_result "ok" "fio over qemu-nbd # SKIP qemu-nbd not installed"
+fi
+if command -v nbd-server >/dev/null; then
+  truncate -s 64M "$tmpdir/fio-ns.img"
+  start_nbd_server ns "$tmpdir/fio-ns.img" false
+  start_proxy pxns "uri=nbd+unix:///export?socket=$tmpdir/ns.sock"
+  run_fio nbd-server "$(proxy_uri pxns)" 1
+  stop_proxy pxns
+else
+  tap_result "ok" "fio over nbd-server # SKIP nbd-server not installed"
 fi
 
 stop_proxy pxmem
