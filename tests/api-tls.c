@@ -621,6 +621,10 @@ test_qemu (void)
   unix_check (tls_handle (LIBNBD_TLS_REQUIRE, NULL, path ("tls/keys.psk"),
                           "alice"), "qemu-psk", CONNECTS, 1,
               "qemu-nbd, PSK");
+  snprintf (uri, sizeof uri,
+            "nbds+unix://alice@/?socket=%s&tls-psk-file=%s",
+            path ("qemu-psk.sock"), path ("tls/keys.psk"));
+  uri_check (tap_create (), uri, true, CONNECTS, 1, "qemu-nbd, PSK, URI");
   unix_check (tls_handle (LIBNBD_TLS_REQUIRE, NULL, path ("tls/other.psk"),
                           "alice"), "qemu-psk", ERRNO_0, 0,
               "qemu-nbd, wrong PSK");
