@@ -137,18 +137,43 @@ free_callbacks (struct callbacks *cb)
   memset (cb, 0, sizeof *cb);
 }
 
-/* Make a command; it owns the callbacks from here on, even on failure. */
+/* Does this run under a tool that finds use after free?  Then commands
+ * are not reused, so that the tool sees every one freed.
+ */
+#if defined (__SANITIZE_ADDRESS__)
+#define FREE_CHECKER() true
+#elif defined (__has_include)
+#if __has_include (<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define FREE_CHECKER() (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef FREE_CHECKER
+#define FREE_CHECKER() false
+#endif
+
+/* Make a command; it owns the callbacks from here on, even on failure.
+ * Called locked: a spare one is reused when the handle has one.
+ */
 struct command *
 command_new (struct nbd_handle *h, uint16_t type, uint16_t flags,
              uint64_t offset, uint32_t count, void *data,
              struct callbacks *cb)
 {
-  struct command *cmd = calloc (1, sizeof *cmd);
+  struct command *cmd = h->spare;
 
-  if (cmd == NULL) {
-    set_error (errno, "calloc");
-    free_callbacks (cb);
-    return NULL;
+  if (cmd) {
+    h->spare = cmd->next;
+    h->nr_spare--;
+    memset (cmd, 0, sizeof *cmd);
+  }
+  else {
+    cmd = calloc (1, sizeof *cmd);
+    if (cmd == NULL) {
+      set_error (errno, "calloc");
+      free_callbacks (cb);
+      return NULL;
+    }
   }
   cmd->type = type;
   cmd->flags = flags;
@@ -161,13 +186,22 @@ command_new (struct nbd_handle *h, uint16_t type, uint16_t flags,
   return cmd;
 }
 
+/* Called locked.  The command is kept for reuse, up to
+ * KEEP_SPARE_COMMANDS of them, or freed.
+ */
 static void
-command_free (struct command *cmd)
+command_free (struct nbd_handle *h, struct command *cmd)
 {
   if (cmd->ranges != &cmd->first_range)
     free (cmd->ranges);
   free (cmd->error_msg);
-  free (cmd);
+  if (h->nr_spare < KEEP_SPARE_COMMANDS && !FREE_CHECKER ()) {
+    cmd->next = h->spare;
+    h->spare = cmd;
+    h->nr_spare++;
+  }
+  else
+    free (cmd);
 }
 
 /* Give the command a cookie and queue it (machine.c sends it). */
@@ -268,7 +302,7 @@ command_retire (struct nbd_handle *h, struct command *cmd)
   list_remove (&h->done, cmd);
   hash_remove (h, cmd);
   free_callbacks (&cmd->cb);
-  command_free (cmd);
+  command_free (h, cmd);
 }
 
 /* Retire a finished command and report its result (1, or -1 with its
@@ -301,7 +335,7 @@ commands_abort_all (struct nbd_handle *h)
 
     if (cmd->type == NBD_CMD_DISC) {
       list_remove (&h->queue, cmd);
-      command_free (cmd);
+      command_free (h, cmd);
       continue;
     }
     /* As libnbd: ESHUTDOWN once we asked to disconnect, else ENOTCONN. */
@@ -327,10 +361,17 @@ commands_free_all (struct nbd_handle *h)
 
       list_remove (lists[i], cmd);
       free_callbacks (&cmd->cb);
-      command_free (cmd);
+      command_free (h, cmd);
     }
   h->hash_count = 0;
   memset (h->hash, 0, h->hash_size * sizeof *h->hash);
+  while (h->spare) {
+    struct command *cmd = h->spare;
+
+    h->spare = cmd->next;
+    free (cmd);
+  }
+  h->nr_spare = 0;
 }
 
 /* Send queued requests, many per sendmsg.  A command moves in flight once
@@ -381,7 +422,7 @@ commands_send (struct nbd_handle *h)
       sent -= len;
       list_remove (&h->queue, cmd);
       if (cmd->type == NBD_CMD_DISC) {
-        command_free (cmd);
+        command_free (h, cmd);
         if (h->transport->shut_writes (h) == -1)
           debug (h, "shutdown: %m");
         continue;

@@ -78,6 +78,10 @@
 
 /* A block status buffer up to this size is kept for the next reply. */
 #define KEEP_EXTENTS_BUFFER (64 * 1024)
+/* Retired commands a handle keeps for the next ones (commands.c), so that
+ * a steady stream of requests allocates nothing.
+ */
+#define KEEP_SPARE_COMMANDS 64
 
 enum state {
   STATE_CREATED,
@@ -284,6 +288,8 @@ struct nbd_handle {
   struct command **hash;
   size_t hash_size;             /* power of 2 */
   size_t hash_count;
+  struct command *spare;        /* retired commands kept for reuse */
+  unsigned nr_spare;
 
   /* Reply being parsed. */
   enum reply_phase rphase;

@@ -170,6 +170,14 @@ api_threads_libnbd_CPPFLAGS = $(API_LIBNBD_CPPFLAGS)
 api_threads_libnbd_LDADD = $(LIBNBD_LIBS)
 endif
 
+# No allocation per request (libnbdc only: libnbd allocates per command).
+TESTS += api-alloc.sh
+EXTRA_DIST += api-alloc.sh
+check_PROGRAMS += api-alloc-nbdc
+api_alloc_nbdc_SOURCES = api-alloc.c api-tap.h
+api_alloc_nbdc_LDFLAGS = -no-install
+api_alloc_nbdc_LDADD = $(NBDC_LIBS) -lpthread
+
 # Data integrity: threads with aio and blocking commands on one handle,
 # checked against a model of the disk; 4 MiB writes into a full socket.
 TESTS += api-integrity.sh
