@@ -90,4 +90,35 @@ if pkg-config --exists libnbd 2>/dev/null ||
 else
   tap_result "ok" "the same source against libnbd # SKIP libnbd not found"
 fi
+# The plugin: installed where nbdkit looks for "nbdkit nbd-proxy" (its
+# plugin directory, as nbdkit-NAME-plugin.so), and loadable from there.
+plugin_src=$top_builddir/plugin/.libs/nbd-proxy.so
+# (PKG_CONFIG_SYSROOT_DIR and _PATH point at the DESTDIR for nbdc.pc.)
+plugindir=$(PKG_CONFIG_SYSROOT_DIR= PKG_CONFIG_PATH= \
+  pkg-config --variable=plugindir nbdkit 2>/dev/null)
+if [ ! -f "$plugin_src" ] || [ -z "$plugindir" ]; then
+  tap_result "ok" "the plugin installs # SKIP plugin not built or no nbdkit.pc"
+elif "$make" -s -C "$top_builddir/plugin" install DESTDIR="$root" \
+       >"$tmpdir/install.log" 2>&1; then
+  installed=$root$plugindir/nbdkit-nbd-proxy-plugin.so
+  if [ -f "$installed" ]; then
+    tap_result "ok" "make install puts nbdkit-nbd-proxy-plugin.so in nbdkit's plugindir"
+  else
+    tap_result "not ok" "make install puts nbdkit-nbd-proxy-plugin.so in nbdkit's plugindir"
+    find "$root" -name "*.so" | sed "s/^/# /"
+  fi
+  # The sanitizer build's plugin needs its runtime preloaded into nbdkit.
+  preload=$(ldd "$installed" 2>/dev/null |
+    awk '/lib(asan|ubsan)\.so/ { print $3 }' | tr '\n' ':')
+  if timeout 60 env LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 \
+       nbdkit --dump-plugin "$installed" 2>&1 | grep -qx "name=nbd-proxy"
+  then
+    tap_result "ok" "the installed plugin loads and is called nbd-proxy"
+  else
+    tap_result "not ok" "the installed plugin loads and is called nbd-proxy"
+  fi
+else
+  tap_result "not ok" "make install DESTDIR=... in plugin"
+  sed 's/^/# /' "$tmpdir/install.log"
+fi
 tap_done
