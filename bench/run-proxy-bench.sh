@@ -11,7 +11,8 @@
 # from one repetition to the next; the table shows medians, the ratio of
 # each proxy's throughput to the direct connection's, and the CPU time the
 # proxy process spent per request (from /proc/PID/stat).  Then nbdcopy
-# copies the whole read export to null: through each target.
+# copies the whole read export to null: through each target, as many
+# times, in rotating order.
 #
 # Settings (environment): BENCH_SECONDS=3, BENCH_REPS=3, BENCH_SIZE=1G,
 # BENCH_CASES="read:1m:8:sequential read:4k:1:random read:4k:32:random
@@ -142,17 +143,39 @@ echo " CPU per request in the upstream nbdkit / the anchor's / the proxy's"
 echo " process)"
 
 if [ "${BENCH_NBDCOPY:-1}" = 1 ] && command -v nbdcopy >/dev/null 2>&1; then
-  for t in direct anchor proxy; do
-    srv=$t; [ "$t" = direct ] && srv=up
-    s0=$(date +%s.%N); c0=$(cpu "$srv")
-    nbdcopy "nbd+unix:///?socket=$tmp/$srv.sock" null:
-    s1=$(date +%s.%N); c1=$(cpu "$srv")
-    echo "$t $s0 $s1 $c0 $c1"
-  done | awk -v size="$size" '
-    { t[NR] = $1; el[NR] = $3 - $2; c[NR] = $5 - $4 }
+  # BENCH_REPS copies through each target, the order rotating from one
+  # repetition to the next; medians.
+  order="direct anchor proxy"
+  for rep in $(seq "$reps"); do
+    for t in $order; do
+      srv=$t; [ "$t" = direct ] && srv=up
+      s0=$(date +%s.%N); c0=$(cpu "$srv")
+      nbdcopy "nbd+unix:///?socket=$tmp/$srv.sock" null:
+      s1=$(date +%s.%N); c1=$(cpu "$srv")
+      echo "$t $s0 $s1 $c0 $c1"
+    done
+    set -- $order; order="$2 $3 $1"
+  done | awk -v reps="$reps" '
+    function median (a, n,    i, j, x) {
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+          x = a[j]; a[j] = a[j - 1]; a[j - 1] = x
+        }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { n[$1]++; el[$1, n[$1]] = $3 - $2; c[$1, n[$1]] = $5 - $4 }
     END {
-      for (i = 1; i <= NR; i++)
+      split ("direct anchor proxy", names, " ")
+      for (k = 1; k <= 3; k++) {
+        t = names[k]
+        for (i = 1; i <= n[t]; i++) { e[i] = el[t, i]; u[i] = c[t, i] }
+        me[t] = median (e, n[t]); mc[t] = median (u, n[t])
+      }
+      for (k = 1; k <= 3; k++) {
+        t = names[k]
         printf "nbdcopy to null: %-7s %7.2f s  x%.2f of direct  " \
-               "process CPU %.2f s\n", t[i], el[i], el[1] / el[i], c[i]
+               "process CPU %.2f s  (median of %d)\n", t, me[t],
+               me["direct"] / me[t], mc[t], reps
+      }
     }'
 fi
