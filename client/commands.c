@@ -140,9 +140,14 @@ free_callbacks (struct callbacks *cb)
 /* Does this run under a tool that finds use after free?  Then commands
  * are not reused, so that the tool sees every one freed.
  */
-#if defined (__SANITIZE_ADDRESS__)
+#if defined (__SANITIZE_ADDRESS__)       /* GCC */
 #define FREE_CHECKER() true
-#elif defined (__has_include)
+#elif defined (__has_feature)           /* clang */
+#if __has_feature (address_sanitizer)
+#define FREE_CHECKER() true
+#endif
+#endif
+#if !defined (FREE_CHECKER) && defined (__has_include)
 #if __has_include (<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #define FREE_CHECKER() (RUNNING_ON_VALGRIND != 0)

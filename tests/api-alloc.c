@@ -20,7 +20,16 @@
 
 #include "api-tap.h"
 
+/* AddressSanitizer: GCC says __SANITIZE_ADDRESS__, clang __has_feature. */
 #if defined (__SANITIZE_ADDRESS__)
+#define WITH_ASAN 1
+#elif defined (__has_feature)
+#if __has_feature (address_sanitizer)
+#define WITH_ASAN 1
+#endif
+#endif
+
+#if defined (WITH_ASAN)
 #define UNDER_CHECKER() true
 #elif defined (__has_include)
 #if __has_include (<valgrind/valgrind.h>)
@@ -32,12 +41,16 @@
 #define UNDER_CHECKER() false
 #endif
 
+static atomic_bool counting;
+static atomic_ulong allocations;
+
+/* AddressSanitizer replaces malloc itself, before main: defining it here
+ * too breaks its start-up.
+ */
+#ifndef WITH_ASAN
 extern void *__libc_malloc (size_t);
 extern void *__libc_calloc (size_t, size_t);
 extern void *__libc_realloc (void *, size_t);
-
-static atomic_bool counting;
-static atomic_ulong allocations;
 
 void *
 malloc (size_t n)
@@ -62,6 +75,7 @@ realloc (void *p, size_t n)
     atomic_fetch_add (&allocations, 1);
   return __libc_realloc (p, n);
 }
+#endif
 
 #define BLOCK 4096
 #define EXPORT (64 * 1024 * 1024)
