@@ -132,10 +132,10 @@ mutant recv-unbounded \
 mutant free-at-completion \
   "callbacks are freed when the command completes, not when retired" \
   '  list_append (&h->done, cmd);
-  wake_command_waiter (cmd);' \
+  if (r == 1)' \
   '  free_callbacks (&cmd->cb);
   list_append (&h->done, cmd);
-  wake_command_waiter (cmd);'
+  if (r == 1)'
 mutant pread-initialize-late \
   "a refused read leaves the buffer's old bytes" \
   'if (h->pread_initialize)
@@ -218,8 +218,8 @@ mutant wire-enospc \
   'case NBD_ENOSPC: return EIO;'
 mutant follower-no-timeout \
   "a thread waiting for the polling thread ignores its timeout" \
-  'r = pthread_cond_timedwait (&w->cond, &h->lock, &deadline);' \
-  'pthread_cond_wait (&w->cond, &h->lock);'
+  'if (futex_wait (&h->wake_seq, seq, timeout >= 0 ? &deadline : NULL,' \
+  'if (futex_wait (&h->wake_seq, seq, NULL,'
 mutant dead-poller-not-woken \
   "a handle that dies does not wake the thread waiting on its socket" \
   '    shutdown (h->fd, SHUT_RDWR);' \
@@ -239,8 +239,8 @@ mutant unknown-cookie-error \
     r = -1;'
 mutant completion-wakes-nobody \
   "a thread waiting for its command sleeps until the polling thread leaves" \
-  '  wake_command_waiter (cmd);' \
-  '  (void) 0;'
+  '    hand_result (h, w, error, msg);' \
+  '    (void) w; (void) error; free (msg);'
 mutant orphaned-writer \
   "a thread polling only to send is not told when the leader leaves" \
   'if (!wake_successor (h) && h->write_polling && !h->polling &&' \
@@ -431,6 +431,15 @@ mutant tls-uri-scheme \
   "nbd_get_uri says nbds only once TLS was negotiated" \
   'bool tls = h->tls == LIBNBD_TLS_REQUIRE || h->tls_negotiated;' \
   'bool tls = h->tls_negotiated;'
+mutant spare-command-stale \
+  "a reused command keeps the state of the one before" \
+  '    h->nr_spare--;
+    memset (cmd, 0, sizeof *cmd);' \
+  '    h->nr_spare--;'
+mutant spare-commands-one \
+  "a handle keeps one spare command: requests allocate again" \
+  '#define KEEP_SPARE_COMMANDS 64' \
+  '#define KEEP_SPARE_COMMANDS 1'
 
 # Occurrences of the literal text $FIND in file $1.
 occurrences () {
